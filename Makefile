@@ -1,0 +1,68 @@
+# Athena developer tasks. `make run` starts everything on one machine (SQLite + embedded Redis).
+PY ?= python3
+VENV = .venv
+VENV_PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-slow test-all fuzz migrate worker bench bench-peers clean distclean
+
+help:
+	@echo "make run          API + worker + embedded Redis (python -m athena.devserver)"
+	@echo "make test         fast tests (-m 'not slow'); PYTEST_ARGS='-k name' to filter"
+	@echo "make test-slow    slow tests only (-m slow)"
+	@echo "make test-all     every test"
+	@echo "make fuzz         schemathesis API fuzzing (tests/test_schemathesis.py)"
+	@echo "make migrate      flask --app wsgi db upgrade"
+	@echo "make worker       one more RQ worker (default: the Redis of 'make run')"
+	@echo "make bench        benchmarks (bench/run.py); bench-peers compares with peers"
+	@echo "make clean        caches; 'make distclean' also removes .venv (instance/ is kept)"
+
+$(STAMP): requirements.txt
+	test -x $(VENV_PY) || $(PY) -m venv $(VENV)
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV_PY) -m athena.devserver
+
+test: $(STAMP)
+	$(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# pytest exits 5 when nothing is selected: that is not a failure here.
+test-slow: $(STAMP)
+	@$(VENV_PY) -m pytest -q -m slow $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-slow: no slow tests collected"; exit 0; fi; exit $$rc
+
+test-all: $(STAMP)
+	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	@if [ -f tests/test_schemathesis.py ]; then \
+		$(VENV_PY) -m pytest -q tests/test_schemathesis.py $(PYTEST_ARGS); \
+	else echo "make fuzz: tests/test_schemathesis.py not found, nothing to fuzz"; fi
+
+migrate: $(STAMP)
+	$(VENV_PY) -m flask --app wsgi db upgrade
+
+worker: $(STAMP)
+	REDIS_URL="$${REDIS_URL:-redis://127.0.0.1:$${ATHENA_EMBEDDED_REDIS_PORT:-6390}/0}" $(VENV_PY) -m jobs.worker
+
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then $(VENV_PY) -m bench.run $(BENCH_ARGS); \
+	else echo "make bench: bench/run.py not found, no benchmarks yet"; fi
+
+bench-peers: $(STAMP)
+	@if [ -f bench/run.py ]; then $(VENV_PY) -m bench.run --peers $(BENCH_ARGS); \
+	else echo "make bench-peers: bench/run.py not found, no benchmarks yet"; fi
+
+clean:
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+	rm -rf .pytest_cache .hypothesis bench/results/tmp
+
+distclean: clean
+	rm -rf $(VENV)

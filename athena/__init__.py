@@ -1,0 +1,100 @@
+"""Athena: workflow automation backend. ``create_app`` is the only way to get an app."""
+from __future__ import annotations
+
+from importlib import import_module
+
+from flask import Flask, send_from_directory
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+
+# Registered in this order; one module per resource, each exposing ``blp``.
+BLUEPRINT_MODULES = (
+    "athena.api.auth",
+    "athena.api.workspaces",
+    "athena.api.workflows",
+    "athena.api.executions",
+    "athena.api.webhooks",
+)
+OPTIONAL_BLUEPRINT_MODULES = (
+    "athena.api.approvals",
+    "athena.api.generate",
+)
+
+
+def _sqlite_pragmas(engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - trivial
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+def _register_docs_assets(app: Flask) -> None:
+    """Swagger UI assets come from the swagger-ui-bundle package: no CDN at run time."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/api/v1/docs-assets/<path:filename>")
+    def swagger_assets(filename: str):
+        return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
+
+
+def create_app(config_object: object | str | None = None) -> Flask:
+    from config import config_for
+
+    app = Flask(__name__, instance_path=None)
+    if config_object is None or isinstance(config_object, str):
+        config_object = config_for(config_object)
+    app.config.from_object(config_object)
+    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/api/v1/docs-assets/")
+    app.config["API_SPEC_OPTIONS"] = {
+        "components": {"securitySchemes": __import__("athena.auth", fromlist=["x"]).SECURITY_SCHEMES},
+        "info": {"description": "Athena workflow automation API"},
+    }
+
+    from athena import cli, models  # noqa: F401  (models register their tables)
+    from athena.extensions import api, db, migrate, sock
+    from athena.redis_client import init_redis
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    sock.init_app(app)
+    api.init_app(app)
+    init_redis(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(db.engine)
+            db.engine.dispose()
+
+    for name in BLUEPRINT_MODULES:
+        api.register_blueprint(import_module(name).blp)
+    for name in OPTIONAL_BLUEPRINT_MODULES:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        api.register_blueprint(module.blp)
+    try:
+        import_module("athena.realtime").init_app(app)
+    except ModuleNotFoundError as exc:
+        if exc.name != "athena.realtime":
+            raise
+
+    _register_docs_assets(app)
+    cli.init_app(app)
+
+    @app.errorhandler(HTTPException)
+    def _json_errors(error: HTTPException):
+        # Errors raised outside smorest views (404 for unknown URLs, 405, 413) are JSON too.
+        return api.handle_http_exception(error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        app.logger.exception("unhandled error", exc_info=error)
+        return {"message": "Internal server error"}, 500
+
+    return app

@@ -1,0 +1,54 @@
+"""Authentication and the authenticated user (API Reference -> Authentication, User)."""
+from __future__ import annotations
+
+from flask import g
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+from sqlalchemy import func, select
+
+from athena.api.base import envelope
+from athena.auth import INVALID_CREDENTIALS, SECURITY, issue_token, login_required, verify_password
+from athena.extensions import db
+from athena.models import User
+from athena.schemas.users import MessageSchema, SignInSchema, TokenSchema, UserSchema
+from athena.timeutil import utcnow
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication and the current user")
+
+
+@blp.route("/auth/sign-in")
+class SignIn(MethodView):
+    @blp.arguments(SignInSchema)
+    @blp.response(200, envelope(TokenSchema))
+    def post(self, body):
+        """Sign in with email and password; returns a session token"""
+        user = db.session.execute(
+            select(User).where(func.lower(User.email) == body["email"].strip().lower())
+        ).scalar_one_or_none()
+        if not verify_password(user, body["password"]):
+            abort(401, message=INVALID_CREDENTIALS)
+        clear, token = issue_token(user, "session", name=body.get("device_name", "sign-in"))
+        db.session.commit()
+        return {"data": {"token": clear, "token_type": "Bearer", "expires_at": token.expires_at, "user": user}}
+
+
+@blp.route("/auth/logout")
+class Logout(MethodView):
+    @blp.doc(security=SECURITY)
+    @blp.response(200, MessageSchema)
+    @login_required
+    def post(self):
+        """Revoke the token used for this request"""
+        g.token.revoked_at = utcnow()
+        db.session.commit()
+        return {"message": "Logged out."}
+
+
+@blp.route("/user")
+class CurrentUser(MethodView):
+    @blp.doc(security=SECURITY)
+    @blp.response(200, envelope(UserSchema))
+    @login_required
+    def get(self):
+        """The authenticated user"""
+        return {"data": g.user}

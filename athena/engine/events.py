@@ -1,0 +1,71 @@
+"""Events yielded by :func:`athena.engine.runner.run_graph`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Union
+
+from athena.engine.timeutil import iso
+
+__all__ = ["Event", "NodeFinished", "NodeStarted", "RunFinished", "RunStopped", "RunSuspended"]
+
+
+@dataclass(slots=True)
+class NodeStarted:
+    node_id: str
+    node_type: str
+    started_at: str
+    kind: ClassVar[str] = "node.started"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node_id": self.node_id, "node_type": self.node_type,
+                "started_at": self.started_at}
+
+
+@dataclass(slots=True)
+class NodeFinished:
+    node_id: str
+    entry: dict[str, Any]
+    retries: int = 0
+    kind: ClassVar[str] = "node.finished"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node_id": self.node_id, "entry": dict(self.entry),
+                "retries": self.retries}
+
+
+@dataclass(slots=True)
+class RunSuspended:
+    node_id: str
+    status: str
+    wait_till: datetime | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "execution.suspended"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node_id": self.node_id, "status": self.status,
+                "wait_till": iso(self.wait_till) if self.wait_till else None,
+                "info": self.info}
+
+
+@dataclass(slots=True)
+class RunStopped:
+    kind: ClassVar[str] = "execution.stopped"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+@dataclass(slots=True)
+class RunFinished:
+    status: str  # "completed" | "failed"
+    output: Any = None
+    error: str | None = None
+    kind: ClassVar[str] = "execution.finished"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "status": self.status, "output": self.output,
+                "error": self.error}
+
+
+Event = Union[NodeStarted, NodeFinished, RunSuspended, RunStopped, RunFinished]

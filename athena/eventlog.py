@@ -1,0 +1,156 @@
+"""The replayable event log: one Redis Stream per execution and one per workspace.
+
+Every event gets a ``seq`` strictly increasing per execution (and per workspace channel),
+assigned atomically in Redis together with the append, so concurrent writers (worker, API)
+never interleave out of order. Stream entry ids are ``<seq>-0``: reading "after seq N" is
+``XRANGE (N-0 +`` / ``XREAD`` from ``N-0``, which is gap-free by construction; pub/sub is not
+needed for the relay. The append also returns whether a stop was requested, so the runner
+learns of a stop without an extra round trip."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from redis import Redis
+
+PREFIX = "athena"
+
+_APPEND = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local wseq = 0
+if ARGV[4] == '1' then
+  wseq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], wseq .. '-0', 'e', ARGV[1], 'x', seq)
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
+local stop = redis.call('EXISTS', KEYS[5])
+return {seq, wseq, stop}
+"""
+
+
+def stream_key(execution_uuid: str) -> str:
+    return f"{PREFIX}:exec:{execution_uuid}:events"
+
+
+def seq_key(execution_uuid: str) -> str:
+    return f"{PREFIX}:exec:{execution_uuid}:seq"
+
+
+def workspace_stream_key(workspace_uuid: str) -> str:
+    return f"{PREFIX}:ws:{workspace_uuid}:events"
+
+
+def workspace_seq_key(workspace_uuid: str) -> str:
+    return f"{PREFIX}:ws:{workspace_uuid}:seq"
+
+
+def stop_key(execution_uuid: str) -> str:
+    return f"{PREFIX}:exec:{execution_uuid}:stop"
+
+
+def control_channel(execution_uuid: str) -> str:
+    return f"{PREFIX}:exec:{execution_uuid}:control"
+
+
+# Events that also go to the workspace channel.
+WORKSPACE_EVENTS = frozenset({"execution.status", "execution.finished", "approval.requested", "approval.decided"})
+
+
+def now_ts() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1_000_000):06d}Z"
+
+
+@dataclass
+class AppendResult:
+    seq: int
+    workspace_seq: int
+    stop_requested: bool
+
+
+class EventLog:
+    def __init__(self, redis: Redis, maxlen: int = 10_000, ttl_seconds: int = 7 * 24 * 3600):
+        self.redis = redis
+        self.maxlen = maxlen
+        self.ttl = ttl_seconds
+        self._append = redis.register_script(_APPEND)
+
+    def append(self, execution_uuid: str, workspace_uuid: str, event: str, **fields: Any) -> AppendResult:
+        payload = {"event": event, "ts": now_ts(), "execution_uuid": execution_uuid,
+                   "workspace_uuid": workspace_uuid, **fields}
+        to_workspace = "1" if event in WORKSPACE_EVENTS else "0"
+        seq, wseq, stop = self._append(
+            keys=[seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
+                  workspace_stream_key(workspace_uuid), stop_key(execution_uuid)],
+            args=[json.dumps(payload, default=str, separators=(",", ":")), self.maxlen, self.ttl, to_workspace],
+        )
+        return AppendResult(int(seq), int(wseq), bool(stop))
+
+    @staticmethod
+    def _decode(entries, workspace: bool = False) -> list[dict]:
+        events = []
+        for entry_id, fields in entries:
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            event = json.loads(fields[b"e"] if b"e" in fields else fields["e"])
+            seq = int(entry_id.split("-", 1)[0])
+            if workspace:
+                event["seq"] = seq
+                event["execution_seq"] = int(fields.get(b"x", fields.get("x", 0)))
+            else:
+                event["seq"] = seq
+            events.append(event)
+        return events
+
+    def last_seq(self, key: str) -> int:
+        entries = self.redis.xrevrange(key, count=1)
+        return int(entries[0][0].decode().split("-", 1)[0]) if entries else 0
+
+    def read_after(self, key: str, after_seq: int, count: int = 1000, workspace: bool = False) -> list[dict]:
+        return self._decode(self.redis.xrange(key, min=f"({after_seq}-0", max="+", count=count), workspace)
+
+    def wait_after(self, key: str, after_seq: int, block_ms: int, workspace: bool = False) -> list[dict]:
+        found = self.redis.xread({key: f"{after_seq}-0"}, count=1000, block=block_ms)
+        return self._decode(found[0][1], workspace) if found else []
+
+    def follow(self, key: str, after_seq: int, timeout: float, workspace: bool = False) -> Iterator[dict]:
+        """Every event after ``after_seq``: the replay, then live ones, until ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self.read_after(key, after_seq, workspace=workspace)
+            if not batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                batch = self.wait_after(key, after_seq, max(1, int(min(remaining, 1.0) * 1000)), workspace)
+            for event in batch:
+                after_seq = event["seq"]
+                yield event
+
+    # Stop signals
+    def request_stop(self, execution_uuid: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(stop_key(execution_uuid), "1", ex=self.ttl)
+        pipe.publish(control_channel(execution_uuid), "stop")
+        pipe.execute()
+
+    def stop_requested(self, execution_uuid: str) -> bool:
+        return bool(self.redis.exists(stop_key(execution_uuid)))
+
+
+def event_log_for_app(app=None) -> EventLog:
+    from flask import current_app
+
+    from athena.redis_client import get_redis
+
+    app = app or current_app._get_current_object()
+    cached = app.extensions.get("athena_eventlog")
+    if cached is None:
+        cached = EventLog(get_redis(app), app.config["EVENT_LOG_MAXLEN"], app.config["EVENT_LOG_TTL_SECONDS"])
+        app.extensions["athena_eventlog"] = cached
+    return cached

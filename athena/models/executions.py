@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from athena.extensions import db
+from athena.models.base import IdMixin, JSONType, SoftDeleteMixin, TimestampMixin, new_uuid
+from athena.timeutil import utcnow
+
+STATUSES = ("pending", "running", "waiting", "paused", "completed", "failed", "cancelled")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+IN_PROGRESS_STATUSES = ("pending", "running", "waiting", "paused")
+MODES = ("manual", "webhook", "schedule", "retry", "child", "api")
+
+
+class WorkflowExecution(IdMixin, TimestampMixin, SoftDeleteMixin, db.Model):
+    __tablename__ = "workflow_executions"
+    __table_args__ = (
+        db.Index("ix_executions_workspace_created", "workspace_id", "created_at"),
+        db.Index("ix_executions_workflow_status", "workflow_id", "status"),
+        db.Index("ix_executions_status_wait_till", "status", "wait_till"),
+    )
+    workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id"), nullable=False)
+    workspace_id = db.Column(db.Integer, db.ForeignKey("workspaces.id"), nullable=False)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id"), nullable=True, index=True)
+    status = db.Column(db.String(16), nullable=False, default="pending")
+    mode = db.Column(db.String(16), nullable=False, default="manual")
+    is_finished = db.Column(db.Boolean, nullable=False, default=False)
+    retry_of = db.Column(db.String(36), nullable=True, index=True)
+    retry_success_id = db.Column(db.String(36), nullable=True)
+    parent_execution_id = db.Column(db.Integer, db.ForeignKey("workflow_executions.id"), nullable=True, index=True)
+    parent_node_id = db.Column(db.String(255), nullable=True)
+    input = db.Column(JSONType, nullable=True)
+    output = db.Column(JSONType, nullable=True)
+    error = db.Column(db.Text, nullable=True)
+    requires_human_review = db.Column(db.Boolean, nullable=False, default=False)
+    has_command_room_task = db.Column(db.Boolean, nullable=False, default=False)
+    crash_count = db.Column(db.Integer, nullable=False, default=0)
+    started_at = db.Column(db.DateTime, nullable=True)
+    stopped_at = db.Column(db.DateTime, nullable=True)
+    wait_till = db.Column(db.DateTime, nullable=True)
+
+    workflow = db.relationship("Workflow", lazy="select")
+    execution_data = db.relationship(
+        "WorkflowExecutionData", lazy="select", uselist=False, back_populates="execution"
+    )
+
+
+class WorkflowExecutionData(IdMixin, TimestampMixin, SoftDeleteMixin, db.Model):
+    __tablename__ = "workflow_execution_data"
+    workflow_execution_id = db.Column(
+        db.Integer, db.ForeignKey("workflow_executions.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    workflow_data = db.Column(JSONType, nullable=False, default=list)
+    # ``metadata`` is reserved on declarative models: the attribute is ``meta``.
+    meta = db.Column("metadata", JSONType, nullable=False, default=dict)
+    data = db.Column(JSONType, nullable=True)
+
+    execution = db.relationship("WorkflowExecution", back_populates="execution_data")
+
+
+class WorkflowApproval(IdMixin, TimestampMixin, db.Model):
+    __tablename__ = "workflow_approvals"
+    __table_args__ = (db.Index("ix_approvals_execution_status", "workflow_execution_id", "status"),)
+    workflow_execution_id = db.Column(
+        db.Integer, db.ForeignKey("workflow_executions.id", ondelete="CASCADE"), nullable=False
+    )
+    node_id = db.Column(db.String(255), nullable=False)
+    status = db.Column(db.String(16), nullable=False, default="pending")  # pending|approved|rejected
+    message = db.Column(db.Text, nullable=True)
+    decided_by = db.Column(db.Integer, db.ForeignKey("users.id"), nullable=True)
+    comment = db.Column(db.Text, nullable=True)
+    decided_at = db.Column(db.DateTime, nullable=True)
+    timeout_at = db.Column(db.DateTime, nullable=True)
+    default_decision = db.Column(db.String(16), nullable=True)
+
+
+__all__ = ["WorkflowExecution", "WorkflowExecutionData", "WorkflowApproval", "new_uuid", "utcnow"]

@@ -1,0 +1,209 @@
+"""WebSocket channels (flask-sock): a snapshot, then every logged event after ``after_seq``,
+then the live relay from the Redis event log (see :mod:`athena.relay`).
+
+``/api/v1/ws/workflow-executions/<uuid>``  one execution; closes (1000) after
+                                           ``execution.finished``
+``/api/v1/ws/workspaces/<uuid>/executions``  status changes of every execution of a workspace;
+                                           open until the client closes
+
+Auth uses the API tokens: ``?token=``, ``Sec-WebSocket-Protocol: bearer, <token>`` (browsers;
+the server then selects ``bearer``), ``Authorization`` or ``X-Multiplai-Authorization``.
+Refusals are an ``{"event": "error", ...}`` message followed by close code 4401
+(unauthenticated), 4404 (not found / not a member) or 4400 (bad ``after_seq``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, request
+from simple_websocket import ConnectionClosed
+from sqlalchemy import select
+
+from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
+from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
+from athena.extensions import db, sock
+from athena.models import User, WorkflowExecution, Workspace
+from athena.relay import Finished, Refused, Relay, refuse, registry_for, send_json
+from athena.services.access import NOT_FOUND, member_workspace_ids, visible_executions
+from athena.timeutil import iso
+
+SUBPROTOCOL = "bearer"
+FINISHED_EVENT = "execution.finished"
+EXECUTION_PATH = "/api/v1/ws/workflow-executions/<execution_uuid>"
+WORKSPACE_PATH = "/api/v1/ws/workspaces/<workspace_uuid>/executions"
+
+
+def execution_snapshot(execution: WorkflowExecution) -> dict[str, Any]:
+    """The execution as the snapshot message carries it (needs an open DB session)."""
+    data = execution.execution_data
+    return {
+        "id": execution.id,
+        "uuid": execution.uuid,
+        "workflow_uuid": execution.workflow.uuid if execution.workflow is not None else None,
+        "status": execution.status,
+        "is_finished": execution.is_finished,
+        "mode": execution.mode,
+        "started_at": iso(execution.started_at),
+        "stopped_at": iso(execution.stopped_at),
+        "wait_till": iso(execution.wait_till),
+        "workflow_execution_data": {
+            "workflow_data": data.workflow_data if data is not None else [],
+            "metadata": data.meta if data is not None else {},
+        },
+    }
+
+
+def request_token() -> str | None:
+    """The token of the handshake: query parameter, subprotocol pair, or the API headers."""
+    query = (request.args.get("token") or "").strip()
+    if query:
+        return query
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    lowered = [p.lower() for p in offered]
+    if SUBPROTOCOL in lowered:
+        index = lowered.index(SUBPROTOCOL)
+        if index + 1 < len(offered):
+            return offered[index + 1]
+    return token_from_request()
+
+
+def _user(token: str | None) -> User:
+    found = user_for_token(token)
+    if found is None:
+        raise Refused(4401, UNAUTHENTICATED)
+    return found[0]
+
+
+def _after_seq(default: int) -> int:
+    raw = request.args.get("after_seq")
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise Refused(4400, "after_seq must be a non-negative integer.")
+    return value
+
+
+def _load_execution(token: str | None, execution_uuid: str) -> WorkflowExecution:
+    user = _user(token)
+    execution = db.session.execute(
+        visible_executions(user).where(WorkflowExecution.uuid == execution_uuid)
+    ).scalar_one_or_none()
+    if execution is None:
+        raise Refused(4404, NOT_FOUND)
+    return execution
+
+
+def _check_workspace(token: str | None, workspace_uuid: str) -> None:
+    user = _user(token)
+    found = db.session.execute(
+        select(Workspace.id).where(Workspace.uuid == workspace_uuid, Workspace.deleted_at.is_(None),
+                                   Workspace.id.in_(member_workspace_ids(user)))
+    ).scalar_one_or_none()
+    if found is None:
+        raise Refused(4404, NOT_FOUND)
+
+
+def _snapshot_message(execution: WorkflowExecution, last_seq: int) -> dict[str, Any]:
+    return {"event": "snapshot", "execution": execution_snapshot(execution), "last_seq": last_seq}
+
+
+def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck, **kw: Any) -> Relay:
+    return Relay(ws, log, key, cursor, recheck, block_seconds=app.config["WS_POLL_SECONDS"],
+                 recheck_seconds=app.config["WS_RECHECK_SECONDS"],
+                 finish_grace_seconds=app.config["WS_FINISH_GRACE_SECONDS"], **kw)
+
+
+def execution_channel(ws: Any, execution_uuid: str) -> None:
+    app = current_app._get_current_object()
+    log = event_log_for_app(app)
+    key = stream_key(execution_uuid)
+    token = request_token()
+    after_seq = _after_seq(0)
+    # last_seq is read before the row, so the snapshot reflects at least the events up to it.
+    last_seq = log.last_seq(key)
+    try:
+        execution = _load_execution(token, execution_uuid)
+        snapshot = _snapshot_message(execution, last_seq)
+        finished = bool(execution.is_finished)
+    finally:
+        db.session.remove()  # no session is held during the relay
+
+    def recheck() -> Finished | None:
+        try:
+            current = _load_execution(token, execution_uuid)
+            return Finished(_snapshot_message(current, log.last_seq(key))) if current.is_finished else None
+        finally:
+            db.session.remove()
+
+    tail = log.read_after(key, last_seq - 1, count=1) if last_seq else []
+    send_json(ws, snapshot)
+    relay = _relay(ws, app, log, key, after_seq, recheck, stop_event=FINISHED_EVENT)
+    if tail and tail[0].get("event") == FINISHED_EVENT:
+        relay.end_seq = tail[0]["seq"]
+    elif finished and not last_seq:
+        ws.close(reason=1000)  # finished and its log expired: the snapshot is all there is
+        return
+    elif finished:
+        relay.finish_within_grace()  # the writer may still be appending the final event
+    relay.run()
+
+
+def workspace_channel(ws: Any, workspace_uuid: str) -> None:
+    app = current_app._get_current_object()
+    log = event_log_for_app(app)
+    key = workspace_stream_key(workspace_uuid)
+    token = request_token()
+    try:
+        _check_workspace(token, workspace_uuid)
+    finally:
+        db.session.remove()
+    last_seq = log.last_seq(key)
+    after_seq = _after_seq(last_seq)
+
+    def recheck() -> None:
+        try:
+            _check_workspace(token, workspace_uuid)
+        finally:
+            db.session.remove()
+
+    send_json(ws, {"event": "snapshot", "workspace_uuid": workspace_uuid, "last_seq": last_seq})
+    _relay(ws, app, log, key, after_seq, recheck, workspace=True).run()
+
+
+def _serve(channel: str, handler, ws: Any, uuid: str) -> None:
+    app = current_app._get_current_object()
+    with registry_for(app).track(channel):
+        try:
+            handler(ws, uuid)
+        except Refused as refused:
+            try:
+                refuse(ws, refused)
+            except (ConnectionClosed, OSError):
+                pass
+        except (ConnectionClosed, OSError):
+            pass  # the client went away: nothing to tell anyone
+        except Exception:  # noqa: BLE001 - e.g. Redis down: log it, tell the client, free the thread
+            app.logger.exception("websocket %s channel %s failed", channel, uuid)
+            try:
+                ws.close(reason=1011, message="Internal server error")
+            except (ConnectionClosed, OSError):
+                pass
+
+
+def init_app(app: Flask) -> None:
+    options = app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": app.config["WS_PING_SECONDS"]})
+    subprotocols = list(options.get("subprotocols") or [])
+    if SUBPROTOCOL not in subprotocols:
+        options["subprotocols"] = [*subprotocols, SUBPROTOCOL]
+    registry_for(app)
+
+    @sock.route(EXECUTION_PATH)
+    def ws_workflow_execution(ws: Any, execution_uuid: str) -> None:
+        _serve("execution", execution_channel, ws, execution_uuid)
+
+    @sock.route(WORKSPACE_PATH)
+    def ws_workspace_executions(ws: Any, workspace_uuid: str) -> None:
+        _serve("workspace", workspace_channel, ws, workspace_uuid)

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, missing, validate
+
+from athena.models import MODES, STATUSES
+from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
+from athena.schemas.workflows import WorkflowSchema
+
+
+class ExecutionDataSchema(Schema):
+    class Meta:
+        ordered = True
+
+    uuid = fields.String(required=True)
+    workflow_data = fields.List(fields.Dict(), required=True)
+    metadata = fields.Dict(attribute="meta", required=True)
+    data = fields.Raw(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+    deleted_at = UtcDateTime(allow_none=True)
+
+
+def _included(name: str):
+    def getter(execution):
+        return getattr(execution, name, missing)
+
+    return getter
+
+
+class ExecutionSchema(Schema):
+    """The documented WorkflowExecution resource; relations only when asked for with ``with=``."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.Integer(required=True)
+    uuid = fields.String(required=True)
+    is_finished = fields.Boolean(required=True)
+    mode = fields.String(required=True)
+    retry_of = fields.String(allow_none=True)
+    retry_success_id = fields.String(allow_none=True)
+    started_at = UtcDateTime(allow_none=True)
+    stopped_at = UtcDateTime(allow_none=True)
+    wait_till = UtcDateTime(allow_none=True)
+    status = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+    deleted_at = UtcDateTime(allow_none=True)
+    workflow_uuid = fields.Function(lambda e: e.workflow.uuid)
+    workspace_uuid = fields.Function(lambda e: e.workflow.workspace.uuid)
+    parent_execution_uuid = fields.Function(lambda e: getattr(e, "parent_uuid", None), allow_none=True)
+    input = fields.Raw(allow_none=True)
+    output = fields.Raw(allow_none=True)
+    error = fields.String(allow_none=True)
+    requires_human_review = fields.Boolean()
+    has_command_room_task = fields.Boolean()
+    workflow = fields.Function(_included("included_workflow"), allow_none=True,
+                               metadata={"description": "with=workflow"})
+    workflow_execution_data = fields.Function(_included("included_data"),
+                                              metadata={"description": "with=workflowExecutionData"})
+    workflow_approvals_count = fields.Function(_included("workflow_approvals_count"))
+    pending_workflow_approvals_count = fields.Function(_included("pending_workflow_approvals_count"))
+
+
+def dump_included_workflow(workflow) -> dict:
+    return WorkflowSchema().dump(workflow)
+
+
+def dump_included_data(data) -> list[dict]:
+    return [ExecutionDataSchema().dump(data)] if data is not None else []
+
+
+class ExecutionCreateSchema(StrictSchema):
+    workflow_uuid = fields.String(required=True, validate=validate.Length(max=64))
+    input = fields.Raw(allow_none=True)
+    mode = fields.String(load_default="manual", validate=validate.OneOf(["manual", "api", "webhook", "schedule"]))
+
+
+class ExecutionUpdateSchema(StrictSchema):
+    """Only what a client may change; status moves through /stop and the worker."""
+
+    requires_human_review = fields.Boolean()
+    has_command_room_task = fields.Boolean()
+
+
+WITH_OPTIONS = ("workflow", "workflowExecutionData")
+WITH_COUNT_OPTIONS = ("workflowApprovals", "pendingWorkflowApprovals")
+
+
+def _csv_of(options: tuple[str, ...]):
+    def check(value: str) -> bool:
+        return all(part.strip() in options for part in value.split(",") if part.strip())
+
+    return check
+
+
+class IncludeArgsSchema(QuerySchema):
+    with_ = fields.String(data_key="with", validate=_csv_of(WITH_OPTIONS),
+                          metadata={"description": "comma-separated: workflow,workflowExecutionData"})
+    with_count = fields.String(validate=_csv_of(WITH_COUNT_OPTIONS),
+                               metadata={"description": "comma-separated: workflowApprovals,pendingWorkflowApprovals"})
+
+
+class ExecutionListArgsSchema(IncludeArgsSchema):
+    workflow_uuid = fields.String(validate=validate.Length(max=64))
+    workflow_uuids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=100))
+    workspace_uuid = fields.String(validate=validate.Length(max=64))
+    organization_multiplai_id = fields.String(validate=validate.Length(max=64))
+    user_multiplai_id = fields.String(validate=validate.Length(max=64))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    mode = fields.String(validate=validate.OneOf(MODES))
+    search = fields.String(validate=validate.Length(max=255))
+    sort_by = fields.String(load_default="created_at", validate=validate.OneOf(["created_at", "updated_at"]))
+    sort_direction = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+    date_from = fields.Date()
+    date_to = fields.Date()
+
+
+class ExecutionCountArgsSchema(QuerySchema):
+    workspace_uuid = fields.String(validate=validate.Length(max=64))
+    multiplai_id = fields.String(validate=validate.Length(max=64))
+    start_date = fields.Date(required=True)
+    end_date = fields.Date(required=True)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    requires_human_review = fields.Boolean()
+    has_command_room_task = fields.Boolean()
+
+
+class ExecutionCountSchema(Schema):
+    count = fields.Integer(required=True)
+
+
+class WebhookArgsSchema(QuerySchema):
+    wait = fields.Boolean(load_default=False)
+    timeout = fields.Float(validate=validate.Range(min=0.1, max=300))

@@ -1,0 +1,91 @@
+"""Workspace scoping: every query goes through here. Another workspace's object is a 404;
+a viewer's write is a 403."""
+from __future__ import annotations
+
+from flask_smorest import abort
+from sqlalchemy import Select, select
+
+from athena.extensions import db
+from athena.models import WRITE_ROLES, User, Workflow, WorkflowExecution, Workspace, WorkspaceMember
+
+NOT_FOUND = "Resource not found."
+FORBIDDEN = "This action is unauthorized."
+
+
+def member_workspace_ids(user: User) -> Select:
+    """A subquery of the ids of live workspaces the user belongs to."""
+    return (
+        select(WorkspaceMember.workspace_id)
+        .join(Workspace, Workspace.id == WorkspaceMember.workspace_id)
+        .where(WorkspaceMember.user_id == user.id, Workspace.deleted_at.is_(None))
+    )
+
+
+def role_in(user: User, workspace_id: int) -> str | None:
+    return db.session.execute(
+        select(WorkspaceMember.role).where(
+            WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user.id
+        )
+    ).scalar_one_or_none()
+
+
+def require_write(user: User, workspace_id: int) -> None:
+    if role_in(user, workspace_id) not in WRITE_ROLES:
+        abort(403, message=FORBIDDEN)
+
+
+def require_owner(user: User, workspace_id: int) -> None:
+    if role_in(user, workspace_id) != "owner":
+        abort(403, message=FORBIDDEN)
+
+
+def get_workspace(user: User, uuid: str, *, write: bool = False) -> Workspace:
+    workspace = db.session.execute(
+        select(Workspace).where(
+            Workspace.uuid == uuid, Workspace.deleted_at.is_(None), Workspace.id.in_(member_workspace_ids(user))
+        )
+    ).scalar_one_or_none()
+    if workspace is None:
+        abort(404, message=NOT_FOUND)
+    if write:
+        require_write(user, workspace.id)
+    return workspace
+
+
+def visible_workflows(user: User) -> Select:
+    """Workflows the user may see: live ones in their workspaces; private ones only their own."""
+    return select(Workflow).where(
+        Workflow.deleted_at.is_(None),
+        Workflow.workspace_id.in_(member_workspace_ids(user)),
+        (Workflow.visibility != "private") | (Workflow.user_id == user.id),
+    )
+
+
+def get_workflow(user: User, uuid: str, *, write: bool = False, lock: bool = False) -> Workflow:
+    query = visible_workflows(user).where(Workflow.uuid == uuid)
+    if lock:
+        query = query.with_for_update()
+    workflow = db.session.execute(query).scalar_one_or_none()
+    if workflow is None:
+        abort(404, message=NOT_FOUND)
+    if write:
+        require_write(user, workflow.workspace_id)
+    return workflow
+
+
+def visible_executions(user: User) -> Select:
+    return select(WorkflowExecution).where(
+        WorkflowExecution.deleted_at.is_(None),
+        WorkflowExecution.workspace_id.in_(member_workspace_ids(user)),
+    )
+
+
+def get_execution(user: User, uuid: str, *, write: bool = False) -> WorkflowExecution:
+    execution = db.session.execute(
+        visible_executions(user).where(WorkflowExecution.uuid == uuid)
+    ).scalar_one_or_none()
+    if execution is None:
+        abort(404, message=NOT_FOUND)
+    if write:
+        require_write(user, execution.workspace_id)
+    return execution

@@ -1,0 +1,208 @@
+"""Runs one execution (or one resumption of it) inside an RQ job.
+
+The pure engine yields events; this module is the observer that checkpoints each node to the
+database (one transaction per node), appends every event to the replayable log, and feeds
+stop signals back to the engine."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import update
+
+from athena.engine import (
+    Graph, GraphValidationError, NodeFinished, NodeStarted, RunContext, RunFinished, RunState,
+    RunStopped, RunSuspended, run_graph,
+)
+from athena.eventlog import EventLog, event_log_for_app
+from athena.extensions import db
+from athena.models import WorkflowExecution, WorkflowExecutionData
+from athena.services.status import transition
+from athena.services.workflows import runtime_variables
+from athena.timeutil import iso, to_naive_utc, utcnow
+
+MAX_EVENT_OUTPUT_BYTES = 64 * 1024
+STOP_RECHECK_SECONDS = 0.005
+
+
+def _bounded(value: Any) -> tuple[Any, bool]:
+    encoded = json.dumps(value, default=str)
+    if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
+        return None, True
+    return value, False
+
+
+class ExecutionRun:
+    def __init__(self, execution_id: int, resume: dict[str, Any] | None = None) -> None:
+        self.execution_id = execution_id
+        self.resume = resume or {}
+        self.log: EventLog = event_log_for_app()
+        self.stop_flag = False
+        self.last_stop_check = 0.0
+        self.clock_started = time.monotonic()
+
+    # -- signals -----------------------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        result = self.log.append(self.uuid, self.workspace_uuid, event, workflow_uuid=self.workflow_uuid, **fields)
+        self.stop_flag = self.stop_flag or result.stop_requested
+        self.last_stop_check = time.monotonic()
+
+    def should_stop(self) -> bool:
+        if not self.stop_flag and time.monotonic() - self.last_stop_check > STOP_RECHECK_SECONDS:
+            self.stop_flag = self.log.stop_requested(self.uuid)
+            self.last_stop_check = time.monotonic()
+        return self.stop_flag
+
+    # -- main --------------------------------------------------------------------------------
+    def run(self) -> str:
+        execution = db.session.get(WorkflowExecution, self.execution_id)
+        if execution is None or execution.deleted_at is not None:
+            return "missing"
+        if execution.is_finished:
+            return f"already {execution.status}"
+        self.uuid = execution.uuid
+        self.workflow_uuid = execution.workflow.uuid
+        self.workspace_uuid = execution.workflow.workspace.uuid
+        started_at = execution.started_at or utcnow()
+        if not transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
+                          started_at=started_at, wait_till=None):
+            db.session.rollback()
+            return "not runnable"
+        db.session.commit()
+        db.session.refresh(execution)
+        self.emit("execution.status", status="running")
+        data: WorkflowExecutionData = execution.execution_data
+        self.data_id = data.id
+        self.meta = dict(data.meta or {})
+        self.meta["workflow_execution_data_id"] = data.id
+        if self.resume and self.meta.get("wait_started_at"):
+            self.meta["wait_completed_at"] = iso(utcnow())
+        self.elapsed_before = float(self.meta.get("execution_time") or 0)
+        try:
+            graph = Graph.parse((data.data or {}).get("nodes", []), (data.data or {}).get("edges", []))
+        except GraphValidationError as exc:
+            return self.finish(execution, "failed", None, f"The workflow graph is invalid: {exc}")
+        self.state = RunState.from_entries(list(data.workflow_data or []))
+        ctx = RunContext(
+            trigger_data=execution.input,
+            variables=runtime_variables(execution.workflow.variables),
+            execution={"uuid": execution.uuid, "id": execution.id, "mode": execution.mode,
+                       "workflow_uuid": self.workflow_uuid},
+            should_stop=self.should_stop,
+            max_steps=current_app.config["EXECUTION_MAX_STEPS"],
+            max_duration=current_app.config["EXECUTION_MAX_DURATION"],
+            resume=self.resume,
+        )
+        db.session.remove()  # no transaction stays open while nodes run
+        for event in run_graph(graph, ctx, self.state):
+            if isinstance(event, NodeStarted):
+                self.on_node_started(event)
+            elif isinstance(event, NodeFinished):
+                self.on_node_finished(event)
+            elif isinstance(event, RunSuspended):
+                return self.suspend(event)
+            elif isinstance(event, RunStopped):
+                return self.stopped()
+            elif isinstance(event, RunFinished):
+                execution = db.session.get(WorkflowExecution, self.execution_id)
+                return self.finish(execution, event.status, event.output, event.error)
+        return "ended"
+
+    def execution_time(self) -> float:
+        return round(self.elapsed_before + (time.monotonic() - self.clock_started) * 1000, 3)
+
+    def checkpoint(self, **execution_values: Any) -> None:
+        self.meta["execution_time"] = self.execution_time()
+        now = utcnow()
+        db.session.execute(
+            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
+            .values(workflow_data=self.state.to_entries(), meta=dict(self.meta), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.execute(
+            update(WorkflowExecution).where(WorkflowExecution.id == self.execution_id)
+            .values(updated_at=now, **execution_values)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+
+    def on_node_started(self, event: NodeStarted) -> None:
+        self.meta["running_node"] = event.node_id
+        db.session.execute(
+            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
+            .values(meta=dict(self.meta)).execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        self.emit("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at)
+
+    def on_node_finished(self, event: NodeFinished) -> None:
+        entry = event.entry
+        if entry["status"] != "skipped":
+            self.meta["processed_count"] = int(self.meta.get("processed_count") or 0) + 1
+        if entry["status"] == "error":
+            self.meta["error_count"] = int(self.meta.get("error_count") or 0) + 1
+        self.meta["retry_count"] = int(self.meta.get("retry_count") or 0) + int(event.retries or 0)
+        self.meta["running_node"] = None
+        self.checkpoint()
+        output, truncated = _bounded(entry.get("output"))
+        self.emit("node.finished", node_id=event.node_id, node_type=entry.get("type"), status=entry["status"],
+                  output=output, output_truncated=truncated, error=entry.get("error"), handle=entry.get("handle"),
+                  started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"))
+
+    def suspend(self, event: RunSuspended) -> str:
+        wait_till: datetime | None = to_naive_utc(event.wait_till) if event.wait_till else None
+        if wait_till is not None:
+            self.meta.update(wait_until=iso(wait_till), wait_until_timestamp=int(event.wait_till.timestamp()),
+                             wait_started_at=iso(utcnow()))
+        self.meta["running_node"] = event.node_id
+        self.checkpoint()
+        if not transition(self.execution_id, event.status, only_from=("running",), wait_till=wait_till):
+            db.session.rollback()
+            return self.stopped()
+        db.session.commit()
+        self.emit("execution.status", status=event.status, node_id=event.node_id, wait_till=iso(wait_till),
+                  info=event.info)
+        if wait_till is not None:
+            from athena.services.resume import schedule_resume
+
+            schedule_resume(self.execution_id, self.uuid, event.node_id, wait_till)
+        return event.status
+
+    def stopped(self) -> str:
+        self.meta["running_node"] = None
+        self.checkpoint()
+        transition(self.execution_id, "cancelled", error="Stopped")  # no-op if the API already wrote it
+        db.session.commit()
+        self.emit("execution.status", status="cancelled")
+        self.emit("execution.finished", status="cancelled", output=None, error="Stopped")
+        return "cancelled"
+
+    def finish(self, execution: WorkflowExecution, status: str, output: Any, error: str | None) -> str:
+        self.meta["running_node"] = None
+        self.meta["execution_time"] = self.execution_time()
+        db.session.execute(
+            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
+            .values(workflow_data=self.state.to_entries() if hasattr(self, "state") else [], meta=dict(self.meta))
+            .execution_options(synchronize_session=False)
+        )
+        if not transition(execution.id, status, only_from=("running",), output=output, error=error):
+            db.session.commit()  # keep the checkpoint; the status was already terminal (stopped)
+            self.emit("execution.status", status="cancelled")
+            self.emit("execution.finished", status="cancelled", output=None, error=error or "Stopped")
+            return "cancelled"
+        if status == "completed" and execution.retry_of:
+            db.session.execute(
+                update(WorkflowExecution).where(WorkflowExecution.uuid == execution.retry_of)
+                .values(retry_success_id=execution.uuid).execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+        output, truncated = _bounded(output)
+        self.emit("execution.status", status=status)
+        self.emit("execution.finished", status=status, output=output, output_truncated=truncated, error=error)
+        from athena.services.resume import notify_parent
+
+        notify_parent(self.execution_id)
+        return status

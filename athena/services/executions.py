@@ -1,0 +1,171 @@
+"""Executions: create and enqueue, stop (with cascade), retry, update, delete."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import abort
+from rq.job import Job
+from sqlalchemy import select, update
+
+from athena.eventlog import event_log_for_app
+from athena.extensions import db
+from athena.models import TERMINAL_STATUSES, User, Workflow, WorkflowExecution, WorkflowExecutionData
+from athena.redis_client import get_queue, get_redis
+from athena.services.status import STOPPABLE, transition
+from athena.services.workflows import public_variables
+from athena.timeutil import iso, utcnow
+
+JOB_FUNCTION = "jobs.run_execution.run_execution"
+
+
+def job_id_for(execution: WorkflowExecution) -> str:
+    return f"athena-exec-{execution.uuid}"
+
+
+def status_event(execution: WorkflowExecution, status: str | None = None, **extra: Any) -> None:
+    event_log_for_app().append(
+        execution.uuid, execution.workflow.workspace.uuid, "execution.status",
+        workflow_uuid=execution.workflow.uuid, status=status or execution.status, **extra,
+    )
+
+
+def finished_event(execution: WorkflowExecution, status: str, output: Any = None, error: str | None = None) -> None:
+    event_log_for_app().append(
+        execution.uuid, execution.workflow.workspace.uuid, "execution.finished",
+        workflow_uuid=execution.workflow.uuid, status=status, output=output, error=error,
+    )
+
+
+def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id: str | None = None) -> None:
+    config = current_app.config
+    get_queue().enqueue(
+        JOB_FUNCTION, execution.id, resume,
+        job_id=job_id or job_id_for(execution),
+        job_timeout=config["JOB_TIMEOUT_SECONDS"], result_ttl=300, failure_ttl=7 * 24 * 3600,
+    )
+
+
+def create_execution(workflow: Workflow, user: User | None, *, mode: str, input: Any = None,
+                     parent: WorkflowExecution | None = None, parent_node_id: str | None = None,
+                     retry_of: WorkflowExecution | None = None, entries: list | None = None,
+                     snapshot: dict | None = None, start: bool = True) -> WorkflowExecution:
+    """Create a ``pending`` execution with a snapshot of the graph, count the trigger, enqueue it."""
+    now = utcnow()
+    execution = WorkflowExecution(
+        workflow_id=workflow.id, workspace_id=workflow.workspace_id, user_id=user.id if user else None,
+        status="pending", mode=mode, input=input, retry_of=retry_of.uuid if retry_of else None,
+        parent_execution_id=parent.id if parent else None, parent_node_id=parent_node_id,
+    )
+    execution.workflow = workflow
+    db.session.add(execution)
+    db.session.flush()
+    graph = snapshot or {"nodes": workflow.nodes or [], "edges": workflow.edges or [],
+                         "variables": public_variables(workflow.variables)}
+    db.session.add(WorkflowExecutionData(
+        workflow_execution_id=execution.id, workflow_data=entries or [], data=graph,
+        meta={"running_node": None, "execution_time": 0, "processed_count": 0, "error_count": 0,
+              "retry_count": 0, "workflow_execution_data_id": None},
+    ))
+    db.session.execute(
+        update(Workflow).where(Workflow.id == workflow.id)
+        .values(trigger_count=Workflow.trigger_count + 1, last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    status_event(execution, "pending", mode=mode)
+    if start:
+        enqueue(execution)
+    return execution
+
+
+def _cancel_queued_job(execution: WorkflowExecution) -> None:
+    try:
+        job = Job.fetch(job_id_for(execution), connection=get_redis())
+    except Exception:  # noqa: BLE001 - no such job (already run or expired)
+        return
+    if job.get_status(refresh=False) in ("queued", "scheduled", "deferred"):
+        job.cancel()
+
+
+def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by user", cascade: bool = True,
+                   _seen: set[int] | None = None) -> WorkflowExecution:
+    """Write ``cancelled`` first, then signal. A running job notices at the next node boundary
+    (or inside a long node) and emits the final events itself; otherwise they are emitted here."""
+    seen = _seen if _seen is not None else set()
+    seen.add(execution.id)
+    for _ in range(5):
+        db.session.refresh(execution)
+        previous = execution.status
+        if previous in TERMINAL_STATUSES:
+            abort(409, message=f"The execution is already {previous} and cannot be stopped.")
+        if transition(execution.id, "cancelled", only_from=(previous,), error=reason):
+            break
+        db.session.rollback()
+    else:  # pragma: no cover - status kept changing under us
+        abort(409, message="The execution changed state while stopping; try again.")
+    db.session.commit()
+    db.session.refresh(execution)
+    log = event_log_for_app()
+    log.request_stop(execution.uuid)
+    _cancel_queued_job(execution)
+    if previous != "running":
+        status_event(execution, "cancelled")
+        finished_event(execution, "cancelled", error=reason)
+    if cascade:
+        _cascade_stop(execution, seen)
+    return execution
+
+
+def _cascade_stop(execution: WorkflowExecution, seen: set[int]) -> None:
+    related = list(db.session.execute(
+        select(WorkflowExecution).where(
+            WorkflowExecution.parent_execution_id == execution.id,
+            WorkflowExecution.status.in_(STOPPABLE),
+        )
+    ).scalars())
+    if execution.parent_execution_id:
+        parent = db.session.get(WorkflowExecution, execution.parent_execution_id)
+        if parent is not None and parent.status == "waiting":
+            related.append(parent)
+    for other in related:
+        if other.id not in seen and other.status in STOPPABLE:
+            try:
+                stop_execution(other, reason=f"Stopped with execution {execution.uuid}", _seen=seen)
+            except Exception as exc:  # noqa: BLE001 - a 409 race on a relative must not undo this stop
+                if getattr(exc, "code", None) != 409:
+                    raise
+
+
+def retry_execution(original: WorkflowExecution, user: User) -> WorkflowExecution:
+    """n8n-style retry: reuse the outputs of nodes that succeeded; continue from the failed node."""
+    if original.status == "completed":
+        abort(409, message="A completed execution cannot be retried.")
+    if original.status not in ("failed", "cancelled"):
+        abort(409, message=f"Only failed or cancelled executions can be retried (this one is {original.status}).")
+    data = original.execution_data
+    reused = [entry for entry in (data.workflow_data if data else []) if entry.get("status") == "success"]
+    snapshot = data.data if data and data.data else None
+    return create_execution(original.workflow, user, mode="retry", input=original.input, retry_of=original,
+                            entries=reused, snapshot=snapshot)
+
+
+def update_execution(execution: WorkflowExecution, changes: dict) -> WorkflowExecution:
+    for key, value in changes.items():
+        setattr(execution, key, value)
+    db.session.commit()
+    return execution
+
+
+def delete_execution(execution: WorkflowExecution) -> None:
+    if not execution.is_finished:
+        abort(409, message=f"The execution is {execution.status}: stop it before deleting it.")
+    now = utcnow()
+    execution.deleted_at = now
+    if execution.execution_data is not None:
+        execution.execution_data.deleted_at = now
+    db.session.commit()
+
+
+def snapshot_times(execution: WorkflowExecution) -> dict[str, str | None]:
+    return {"started_at": iso(execution.started_at), "stopped_at": iso(execution.stopped_at)}

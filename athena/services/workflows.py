@@ -1,0 +1,162 @@
+"""Workflows: graph validation on every write, caller-relative flags, derived counters."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import abort
+from sqlalchemy import case, func, select
+
+from athena.engine import Graph, GraphValidationError
+from athena.extensions import db
+from athena.models import IN_PROGRESS_STATUSES, User, Workflow, WorkflowExecution, WorkflowFavorite
+from athena.services.access import get_workspace, visible_workflows
+from athena.timeutil import utcnow
+
+SECRET_MASK = "********"
+
+
+def public_variables(variables: dict | None) -> dict:
+    """Variables as the API shows them: secrets (``{"value": ..., "secret": true}``) masked."""
+    shown: dict[str, Any] = {}
+    for name, value in (variables or {}).items():
+        if isinstance(value, dict) and value.get("secret"):
+            shown[name] = {"secret": True, "value": SECRET_MASK}
+        else:
+            shown[name] = value
+    return shown
+
+
+def runtime_variables(variables: dict | None) -> dict:
+    """Variables as expressions see them: secrets unwrapped to their value."""
+    return {
+        name: value["value"] if isinstance(value, dict) and value.get("secret") else value
+        for name, value in (variables or {}).items()
+    }
+
+
+def _merge_variables(old: dict | None, new: dict) -> dict:
+    """A masked secret sent back unchanged keeps its stored value."""
+    merged = {}
+    for name, value in new.items():
+        if isinstance(value, dict) and value.get("secret") and value.get("value") == SECRET_MASK:
+            previous = (old or {}).get(name)
+            if isinstance(previous, dict) and previous.get("secret"):
+                value = previous
+        merged[name] = value
+    return merged
+
+
+def validate_graph(nodes: list, edges: list) -> None:
+    limit = current_app.config["MAX_NODES_PER_WORKFLOW"]
+    if len(nodes) > limit:
+        abort(422, message=f"A workflow may have at most {limit} nodes.", errors={"nodes": [f"at most {limit} nodes"]})
+    try:
+        Graph.parse(nodes, edges)
+    except GraphValidationError as exc:
+        abort(422, message=str(exc), errors=exc.errors)
+
+
+def _apply(workflow: Workflow, body: dict) -> None:
+    if "nodes" in body or "edges" in body:
+        nodes = body.get("nodes", workflow.nodes or [])
+        edges = body.get("edges", workflow.edges or [])
+        validate_graph(nodes, edges)
+    if "variables" in body:
+        body = {**body, "variables": _merge_variables(workflow.variables, body["variables"])}
+    for key, value in body.items():
+        setattr(workflow, key, value)
+
+
+def create_workflow(user: User, body: dict) -> Workflow:
+    body = dict(body)
+    workspace = get_workspace(user, body.pop("workspace_uuid"), write=True)
+    workflow = Workflow(user_id=user.id, workspace_id=workspace.id, nodes=[], edges=[], variables={})
+    _apply(workflow, body)
+    db.session.add(workflow)
+    db.session.commit()
+    annotate(user, [workflow])
+    return workflow
+
+
+def update_workflow(user: User, workflow: Workflow, body: dict) -> Workflow:
+    _apply(workflow, body)
+    db.session.commit()
+    annotate(user, [workflow])
+    return workflow
+
+
+def delete_workflow(workflow: Workflow) -> None:
+    workflow.deleted_at = utcnow()
+    workflow.is_active = False
+    db.session.commit()
+
+
+def set_favorite(user: User, workflow: Workflow, favorite: bool) -> Workflow:
+    existing = db.session.execute(
+        select(WorkflowFavorite).where(WorkflowFavorite.workflow_id == workflow.id, WorkflowFavorite.user_id == user.id)
+    ).scalar_one_or_none()
+    if favorite and existing is None:
+        db.session.add(WorkflowFavorite(workflow_id=workflow.id, user_id=user.id, created_at=utcnow()))
+    elif not favorite and existing is not None:
+        db.session.delete(existing)
+    db.session.commit()
+    annotate(user, [workflow])
+    return workflow
+
+
+def list_query(user: User, args: dict):
+    query = visible_workflows(user)
+    if args.get("workspace_uuid"):
+        workspace = get_workspace(user, args["workspace_uuid"])
+        query = query.where(Workflow.workspace_id == workspace.id)
+    if args.get("search"):
+        pattern = f"%{args['search']}%"
+        query = query.where(Workflow.name.ilike(pattern) | Workflow.description.ilike(pattern))
+    if args.get("visibility"):
+        query = query.where(Workflow.visibility == args["visibility"])
+    if "is_active" in args:
+        query = query.where(Workflow.is_active.is_(args["is_active"]))
+    if "is_favorite" in args:
+        favorites = select(WorkflowFavorite.workflow_id).where(WorkflowFavorite.user_id == user.id)
+        query = query.where(Workflow.id.in_(favorites) if args["is_favorite"] else Workflow.id.not_in(favorites))
+    column = getattr(Workflow, args.get("sort_by", "created_at"))
+    direction = args.get("sort_direction", "desc")
+    order = column.asc() if direction == "asc" else column.desc()
+    return query.order_by(order, Workflow.id.asc() if direction == "asc" else Workflow.id.desc())
+
+
+def annotate(user: User, workflows: list[Workflow]) -> list[Workflow]:
+    """Set is_owner, is_favorite and the four executions_*_count with two grouped queries."""
+    if not workflows:
+        return workflows
+    ids = [w.id for w in workflows]
+    favorites = set(
+        db.session.execute(
+            select(WorkflowFavorite.workflow_id).where(
+                WorkflowFavorite.user_id == user.id, WorkflowFavorite.workflow_id.in_(ids)
+            )
+        ).scalars()
+    )
+    status = WorkflowExecution.status
+    rows = db.session.execute(
+        select(
+            WorkflowExecution.workflow_id,
+            func.count(),
+            func.sum(case((status.in_(IN_PROGRESS_STATUSES), 1), else_=0)),
+            func.sum(case((status == "paused", 1), else_=0)),
+            func.sum(case((status == "completed", 1), else_=0)),
+        )
+        .where(WorkflowExecution.workflow_id.in_(ids), WorkflowExecution.deleted_at.is_(None))
+        .group_by(WorkflowExecution.workflow_id)
+    ).all()
+    counts = {row[0]: row[1:] for row in rows}
+    for workflow in workflows:
+        total, in_progress, review, completed = counts.get(workflow.id, (0, 0, 0, 0))
+        workflow.is_owner = workflow.user_id == user.id
+        workflow.is_favorite = workflow.id in favorites
+        workflow.executions_count = int(total or 0)
+        workflow.executions_in_progress_count = int(in_progress or 0)
+        workflow.executions_for_review_count = int(review or 0)
+        workflow.executions_completed_count = int(completed or 0)
+    return workflows

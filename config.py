@@ -1,0 +1,143 @@
+"""Configuration: the only module that reads the process environment.
+
+Every setting has an embedded default so a machine with nothing but Python can run
+Athena (SQLite file database, embedded Redis started by ``make run``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("ATHENA_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return (_env(name, "1" if default else "0") or "").lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in (_env(name, "") or "").split(",") if item.strip()]
+
+
+def _database_url(default: str) -> str:
+    url = _env("DATABASE_URL", default) or default
+    # Heroku-style URLs and the psycopg 3 driver.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Config:
+    """Defaults for `make run` on one machine."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = _env("SECRET_KEY", "dev-insecure-change-me")
+    SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'athena.db'}")
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    # Empty means: use the embedded Redis started by `make run` (see athena/embedded_redis.py).
+    REDIS_URL = _env("REDIS_URL")
+    EMBEDDED_REDIS_PORT = _env_int("ATHENA_EMBEDDED_REDIS_PORT", 6390)
+    INSTANCE_DIR = str(INSTANCE_DIR)
+    HOST = _env("ATHENA_HOST", "127.0.0.1")
+    PORT = _env_int("PORT", 5000)
+    QUEUE_NAME = _env("ATHENA_QUEUE", "athena")
+    # `make run` (athena/devserver.py): seconds children get to stop before SIGKILL
+    SHUTDOWN_TIMEOUT_SECONDS = _env_float("ATHENA_SHUTDOWN_TIMEOUT", 10.0)
+
+    # Auth
+    SESSION_TOKEN_TTL_SECONDS = _env_int("ATHENA_SESSION_TOKEN_TTL", 7 * 24 * 3600)
+    APP_TOKEN_TTL_SECONDS = _env_int("ATHENA_APP_TOKEN_TTL", 0)  # 0 = never expires
+
+    # Limits
+    MAX_CONTENT_LENGTH = _env_int("ATHENA_MAX_BODY_BYTES", 2 * 1024 * 1024)
+    MAX_NODES_PER_WORKFLOW = _env_int("ATHENA_MAX_NODES", 500)
+    EXECUTION_MAX_STEPS = _env_int("ATHENA_EXECUTION_MAX_STEPS", 10_000)
+    EXECUTION_MAX_DURATION = _env_float("ATHENA_EXECUTION_MAX_DURATION", 3600.0)
+    WEBHOOK_WAIT_TIMEOUT = _env_float("ATHENA_WEBHOOK_WAIT_TIMEOUT", 30.0)
+    EVENT_LOG_MAXLEN = _env_int("ATHENA_EVENT_LOG_MAXLEN", 10_000)
+    EVENT_LOG_TTL_SECONDS = _env_int("ATHENA_EVENT_LOG_TTL", 7 * 24 * 3600)
+    WS_PING_SECONDS = _env_float("ATHENA_WS_PING_SECONDS", 20.0)
+    # WebSocket relay: longest blocking XREAD (a closed client frees its thread within this),
+    # how often an idle socket re-checks its token/access, and how long a socket waits for
+    # `execution.finished` once the database says the execution finished.
+    WS_POLL_SECONDS = _env_float("ATHENA_WS_POLL_SECONDS", 1.0)
+    WS_RECHECK_SECONDS = _env_float("ATHENA_WS_RECHECK_SECONDS", 30.0)
+    WS_FINISH_GRACE_SECONDS = _env_float("ATHENA_WS_FINISH_GRACE_SECONDS", 2.0)
+    JOB_TIMEOUT_SECONDS = _env_int("ATHENA_JOB_TIMEOUT", 3600)
+
+    # Outbound HTTP (SSRF guard allowlist: hosts or CIDRs that may be private)
+    HTTP_ALLOWLIST = _env_list("ATHENA_HTTP_ALLOWLIST")
+
+    # LLM
+    OPENAI_API_KEY = _env("OPENAI_API_KEY")
+    OPENAI_BASE_URL = _env("OPENAI_BASE_URL")
+    LLM_DEFAULT_MODEL = _env("ATHENA_LLM_MODEL", "gpt-4.1-mini")
+
+    # OpenAPI / docs (assets served from the swagger-ui-bundle package, no CDN)
+    API_TITLE = "Athena API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    JSON_SORT_KEYS = False
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = _database_url(
+        _env("ATHENA_TEST_DATABASE_URL", "sqlite:///" + str(INSTANCE_DIR / "test.db")) or ""
+    )
+    REDIS_URL = _env("ATHENA_TEST_REDIS_URL")
+    SESSION_TOKEN_TTL_SECONDS = 3600
+    WS_PING_SECONDS = 1.0
+
+
+def watch_settings_from_env() -> dict[str, str | None]:
+    """Defaults of ``python -m athena.cli watch``: ATHENA_TOKEN and ATHENA_URL."""
+    return {"token": _env("ATHENA_TOKEN"), "url": _env("ATHENA_URL", "http://127.0.0.1:5000")}
+
+
+def test_settings_from_env() -> dict[str, str | None]:
+    """Environment knobs the test suite reads (kept here: config.py reads the environment)."""
+    return {
+        "database_url": _env("ATHENA_TEST_DATABASE_URL"),
+        "redis_url": _env("ATHENA_TEST_REDIS_URL"),
+        "server_redis": _env("ATHENA_TEST_SERVER_REDIS", "redis://127.0.0.1:6379"),
+        "server_redis_db": _env("ATHENA_TEST_REDIS_DB", "13"),
+    }
+
+
+def child_process_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for child processes started by the dev server: ours plus ``overrides``."""
+    env = dict(os.environ)
+    env.update(overrides or {})
+    return env
+
+
+CONFIGS = {"development": Config, "production": ProductionConfig, "test": TestConfig}
+
+
+def config_for(name: str | None = None) -> type[Config]:
+    return CONFIGS[name or _env("ATHENA_ENV", "development") or "development"]

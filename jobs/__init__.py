@@ -1,0 +1,1 @@
+"""RQ entry points. Jobs take primitive ids, reload rows and are safe to run twice."""

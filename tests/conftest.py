@@ -1,0 +1,102 @@
+"""Fixtures: a real database (SQLite file or PostgreSQL), a real Redis (server or embedded),
+the real app, a real RQ worker process and a real HTTP/WebSocket server."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import text
+
+import config
+from athena import create_app
+from athena.embedded_redis import redis_answers, start_embedded_redis
+from athena.extensions import db
+from tests.support.servers import LiveServer, WorkerProcess
+
+
+def _choose_redis(tmp: Path):
+    knobs = config.test_settings_from_env()
+    if knobs["redis_url"]:
+        return knobs["redis_url"], None
+    server = knobs["server_redis"]
+    if server and redis_answers(server):
+        return f"{server.rstrip('/')}/{knobs['server_redis_db']}", None
+    embedded = start_embedded_redis()
+    return embedded.url, embedded
+
+
+@pytest.fixture(scope="session")
+def test_settings(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("athena")
+    knobs = config.test_settings_from_env()
+    database_url = knobs["database_url"] or f"sqlite:///{tmp / 'test.db'}"
+    redis_url, embedded = _choose_redis(tmp)
+    yield {"database_url": database_url, "redis_url": redis_url, "tmp": tmp, "queue": f"athena-test-{os.getpid()}"}
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def app(test_settings):
+    class Cfg(config.TestConfig):
+        SQLALCHEMY_DATABASE_URI = config._database_url(test_settings["database_url"])
+        REDIS_URL = test_settings["redis_url"]
+        QUEUE_NAME = test_settings["queue"]
+
+    application = create_app(Cfg)
+    with application.app_context():
+        from flask_migrate import downgrade, upgrade
+
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            db.session.commit()
+        upgrade()  # the checked-in migrations, not create_all: tests prove them
+    return application
+
+
+def _clean(application) -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(text(f"DELETE FROM {table}"))
+    db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(request, app):
+    with app.app_context():
+        yield
+        db.session.rollback()
+        _clean(app)
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_conn(test_settings) -> Redis:
+    return Redis.from_url(test_settings["redis_url"])
+
+
+@pytest.fixture(scope="session")
+def worker(app, test_settings):
+    process = WorkerProcess(
+        test_settings["database_url"], test_settings["redis_url"], test_settings["queue"],
+        test_settings["tmp"] / "worker.log",
+    ).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
