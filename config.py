@@ -70,6 +70,12 @@ class Config:
     EXECUTION_MAX_STEPS = _env_int("ATHENA_EXECUTION_MAX_STEPS", 10_000)
     EXECUTION_MAX_DURATION = _env_float("ATHENA_EXECUTION_MAX_DURATION", 3600.0)
     WEBHOOK_WAIT_TIMEOUT = _env_float("ATHENA_WEBHOOK_WAIT_TIMEOUT", 30.0)
+    # Signed webhooks: how far X-Athena-Timestamp may be from now (either way), in seconds.
+    WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = _env_int("ATHENA_WEBHOOK_SIGNATURE_TOLERANCE", 300)
+    # Schedule triggers: how often each worker's reconcile pass runs (one pass per interval
+    # cluster-wide) and how long a tick's Redis claim lives (the database check outlives it).
+    SCHEDULE_RECONCILE_SECONDS = _env_int("ATHENA_SCHEDULE_RECONCILE_SECONDS", 60)
+    SCHEDULE_CLAIM_TTL_SECONDS = _env_int("ATHENA_SCHEDULE_CLAIM_TTL", 3600)
     EVENT_LOG_MAXLEN = _env_int("ATHENA_EVENT_LOG_MAXLEN", 10_000)
     EVENT_LOG_TTL_SECONDS = _env_int("ATHENA_EVENT_LOG_TTL", 7 * 24 * 3600)
     WS_PING_SECONDS = _env_float("ATHENA_WS_PING_SECONDS", 20.0)
@@ -83,11 +89,15 @@ class Config:
 
     # Outbound HTTP (SSRF guard allowlist: hosts or CIDRs that may be private)
     HTTP_ALLOWLIST = _env_list("ATHENA_HTTP_ALLOWLIST")
+    HTTP_MAX_RESPONSE_BYTES = _env_int("ATHENA_HTTP_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
+    HTTP_DEFAULT_TIMEOUT = _env_float("ATHENA_HTTP_TIMEOUT", 30.0)
 
     # LLM
     OPENAI_API_KEY = _env("OPENAI_API_KEY")
     OPENAI_BASE_URL = _env("OPENAI_BASE_URL")
     LLM_DEFAULT_MODEL = _env("ATHENA_LLM_MODEL", "gpt-4.1-mini")
+    LLM_TIMEOUT = _env_float("ATHENA_LLM_TIMEOUT", 120.0)
+    GENERATE_HEARTBEAT_SECONDS = _env_float("ATHENA_GENERATE_HEARTBEAT", 10.0)
 
     # OpenAPI / docs (assets served from the swagger-ui-bundle package, no CDN)
     API_TITLE = "Athena API"
@@ -112,6 +122,9 @@ class TestConfig(Config):
     REDIS_URL = _env("ATHENA_TEST_REDIS_URL")
     SESSION_TOKEN_TTL_SECONDS = 3600
     WS_PING_SECONDS = 1.0
+    # Tests never reach a real LLM provider: they point these at the local fake server.
+    OPENAI_API_KEY = None
+    OPENAI_BASE_URL = None
 
 
 def watch_settings_from_env() -> dict[str, str | None]:

@@ -48,13 +48,14 @@ def create_app(config_object: object | str | None = None) -> Flask:
     if config_object is None or isinstance(config_object, str):
         config_object = config_for(config_object)
     app.config.from_object(config_object)
+    app.json.sort_keys = False  # keep the documented field order
     app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/api/v1/docs-assets/")
     app.config["API_SPEC_OPTIONS"] = {
         "components": {"securitySchemes": __import__("athena.auth", fromlist=["x"]).SECURITY_SCHEMES},
         "info": {"description": "Athena workflow automation API"},
     }
 
-    from athena import cli, models  # noqa: F401  (models register their tables)
+    from athena import admin, cli, models  # noqa: F401  (models register their tables)
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
 
@@ -85,6 +86,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
             raise
 
     _register_docs_assets(app)
+    admin.init_app(app)
     cli.init_app(app)
 
     @app.errorhandler(HTTPException)

@@ -1,6 +1,8 @@
 """Flask CLI commands for a fresh install: ``flask --app wsgi users create`` / ``tokens create``."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -65,3 +67,18 @@ def create_token(email: str, name: str) -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m athena.cli watch ...`` (no app needed); the Flask groups run via ``flask --app wsgi``."""
+    if argv[:1] == ["watch"]:
+        from athena.watch import main as watch_main
+
+        return watch_main(argv[1:])
+    print("usage: python -m athena.cli watch <execution-uuid> [--workspace UUID] [--url URL] [--token T] "
+          "[--after-seq N]\n       (users/tokens: flask --app wsgi users|tokens ...)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

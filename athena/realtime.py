@@ -12,7 +12,7 @@ Refusals are an ``{"event": "error", ...}`` message followed by close code 4401
 (unauthenticated), 4404 (not found / not a member) or 4400 (bad ``after_seq``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, current_app, request
 from simple_websocket import ConnectionClosed
@@ -22,9 +22,10 @@ from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
 from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
 from athena.extensions import db, sock
 from athena.models import User, WorkflowExecution, Workspace
-from athena.relay import Finished, Refused, Relay, refuse, registry_for, send_json
+from athena.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
+from athena.schemas.executions import ExecutionSchema
 from athena.services.access import NOT_FOUND, member_workspace_ids, visible_executions
-from athena.timeutil import iso
+from athena.services.execution_queries import include
 
 SUBPROTOCOL = "bearer"
 FINISHED_EVENT = "execution.finished"
@@ -32,24 +33,11 @@ EXECUTION_PATH = "/api/v1/ws/workflow-executions/<execution_uuid>"
 WORKSPACE_PATH = "/api/v1/ws/workspaces/<workspace_uuid>/executions"
 
 
-def execution_snapshot(execution: WorkflowExecution) -> dict[str, Any]:
-    """The execution as the snapshot message carries it (needs an open DB session)."""
-    data = execution.execution_data
-    return {
-        "id": execution.id,
-        "uuid": execution.uuid,
-        "workflow_uuid": execution.workflow.uuid if execution.workflow is not None else None,
-        "status": execution.status,
-        "is_finished": execution.is_finished,
-        "mode": execution.mode,
-        "started_at": iso(execution.started_at),
-        "stopped_at": iso(execution.stopped_at),
-        "wait_till": iso(execution.wait_till),
-        "workflow_execution_data": {
-            "workflow_data": data.workflow_data if data is not None else [],
-            "metadata": data.meta if data is not None else {},
-        },
-    }
+def execution_snapshot(execution: WorkflowExecution, user: User) -> dict[str, Any]:
+    """The execution exactly as ``GET /api/v1/workflow-executions/<uuid>?with=workflowExecutionData``
+    shows it (call it inside the DB session the execution was loaded in)."""
+    include(user, [execution], {"with_": "workflowExecutionData"})
+    return ExecutionSchema().dump(execution)
 
 
 def request_token() -> str | None:
@@ -86,14 +74,14 @@ def _after_seq(default: int) -> int:
     return value
 
 
-def _load_execution(token: str | None, execution_uuid: str) -> WorkflowExecution:
+def _load_execution(token: str | None, execution_uuid: str) -> tuple[WorkflowExecution, User]:
     user = _user(token)
     execution = db.session.execute(
         visible_executions(user).where(WorkflowExecution.uuid == execution_uuid)
     ).scalar_one_or_none()
     if execution is None:
         raise Refused(4404, NOT_FOUND)
-    return execution
+    return execution, user
 
 
 def _check_workspace(token: str | None, workspace_uuid: str) -> None:
@@ -106,11 +94,11 @@ def _check_workspace(token: str | None, workspace_uuid: str) -> None:
         raise Refused(4404, NOT_FOUND)
 
 
-def _snapshot_message(execution: WorkflowExecution, last_seq: int) -> dict[str, Any]:
-    return {"event": "snapshot", "execution": execution_snapshot(execution), "last_seq": last_seq}
+def _snapshot_message(execution: WorkflowExecution, user: User, last_seq: int) -> dict[str, Any]:
+    return {"event": "snapshot", "execution": execution_snapshot(execution, user), "last_seq": last_seq}
 
 
-def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck, **kw: Any) -> Relay:
+def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck: Recheck, **kw: Any) -> Relay:
     return Relay(ws, log, key, cursor, recheck, block_seconds=app.config["WS_POLL_SECONDS"],
                  recheck_seconds=app.config["WS_RECHECK_SECONDS"],
                  finish_grace_seconds=app.config["WS_FINISH_GRACE_SECONDS"], **kw)
@@ -121,20 +109,21 @@ def execution_channel(ws: Any, execution_uuid: str) -> None:
     log = event_log_for_app(app)
     key = stream_key(execution_uuid)
     token = request_token()
-    after_seq = _after_seq(0)
-    # last_seq is read before the row, so the snapshot reflects at least the events up to it.
+    # last_seq is read before the row: the snapshot is at least as new as the events up to
+    # last_seq (the writer commits before it logs); anything newer is replayed after it.
     last_seq = log.last_seq(key)
     try:
-        execution = _load_execution(token, execution_uuid)
-        snapshot = _snapshot_message(execution, last_seq)
+        execution, user = _load_execution(token, execution_uuid)
+        after_seq = _after_seq(0)
+        snapshot = _snapshot_message(execution, user, last_seq)
         finished = bool(execution.is_finished)
     finally:
         db.session.remove()  # no session is held during the relay
 
     def recheck() -> Finished | None:
         try:
-            current = _load_execution(token, execution_uuid)
-            return Finished(_snapshot_message(current, log.last_seq(key))) if current.is_finished else None
+            current, user = _load_execution(token, execution_uuid)
+            return Finished(_snapshot_message(current, user, log.last_seq(key))) if current.is_finished else None
         finally:
             db.session.remove()
 
@@ -173,9 +162,9 @@ def workspace_channel(ws: Any, workspace_uuid: str) -> None:
     _relay(ws, app, log, key, after_seq, recheck, workspace=True).run()
 
 
-def _serve(channel: str, handler, ws: Any, uuid: str) -> None:
+def _serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str) -> None:
     app = current_app._get_current_object()
-    with registry_for(app).track(channel):
+    with registry_for(app).track(f"{channel}:{uuid}"):
         try:
             handler(ws, uuid)
         except Refused as refused:
@@ -194,10 +183,12 @@ def _serve(channel: str, handler, ws: Any, uuid: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    options = app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": app.config["WS_PING_SECONDS"]})
+    # Pings keep idle sockets alive through proxies and detect vanished clients; the server
+    # selects the "bearer" subprotocol when a browser sends its token that way.
+    options = dict(app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": app.config["WS_PING_SECONDS"]}))
     subprotocols = list(options.get("subprotocols") or [])
-    if SUBPROTOCOL not in subprotocols:
-        options["subprotocols"] = [*subprotocols, SUBPROTOCOL]
+    options["subprotocols"] = subprotocols if SUBPROTOCOL in subprotocols else [*subprotocols, SUBPROTOCOL]
+    app.config["SOCK_SERVER_OPTIONS"] = options
     registry_for(app)
 
     @sock.route(EXECUTION_PATH)

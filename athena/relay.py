@@ -85,17 +85,19 @@ class Relay:
             block = self.block_seconds
             if self.deadline is not None:
                 block = min(block, self.deadline - time.monotonic())
-                if block <= 0:
-                    if self.final is not None:
-                        send_json(self.ws, self.final)
-                    return self._close()
             batch = self.log.wait_after(self.key, self.cursor, max(1, int(block * 1000)), self.workspace)
             for event in batch:
                 send_json(self.ws, event)
                 self.cursor = event["seq"]
                 if self.stop_event is not None and event.get("event") == self.stop_event:
                     return self._close()
-            if not batch and time.monotonic() >= next_check:
+            if batch:
+                continue  # still replaying: deadlines and rechecks wait until we are caught up
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                if self.final is not None:
+                    send_json(self.ws, self.final)
+                return self._close()
+            if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.recheck_seconds
                 try:
                     verdict = self.recheck()
@@ -128,12 +130,13 @@ class RelayRegistry:
             with self._lock:
                 del self._active[ident]
 
-    def threads(self, channel: str | None = None) -> list[threading.Thread]:
+    def threads(self, prefix: str = "") -> list[threading.Thread]:
+        """Threads serving channels whose name starts with ``prefix`` (``execution:<uuid>``...)."""
         with self._lock:
-            return [thread for name, thread in self._active.values() if channel is None or name == channel]
+            return [thread for name, thread in self._active.values() if name.startswith(prefix)]
 
-    def count(self, channel: str | None = None) -> int:
-        return len(self.threads(channel))
+    def count(self, prefix: str = "") -> int:
+        return len(self.threads(prefix))
 
 
 def registry_for(app: Flask) -> RelayRegistry:

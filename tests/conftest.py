@@ -2,6 +2,8 @@
 the real app, a real RQ worker process and a real HTTP/WebSocket server."""
 from __future__ import annotations
 
+pytest_plugins = ["tests.support.fake_openai"]
+
 import os
 from pathlib import Path
 
@@ -86,10 +88,11 @@ def redis_conn(test_settings) -> Redis:
 
 
 @pytest.fixture(scope="session")
-def worker(app, test_settings):
+def worker(app, test_settings, fake_openai_server):
     process = WorkerProcess(
         test_settings["database_url"], test_settings["redis_url"], test_settings["queue"],
         test_settings["tmp"] / "worker.log",
+        extra_env={"OPENAI_BASE_URL": fake_openai_server.base_url, "OPENAI_API_KEY": "test-key"},
     ).start()
     yield process
     process.stop()

@@ -2,11 +2,12 @@
 Laravel-style ``meta``/``links`` pagination and the ``{"message", "errors"}`` error shape."""
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from flask import request
-from flask_smorest import Api
+from flask_smorest import Api, abort
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
@@ -44,8 +45,67 @@ def _first_message(errors: dict[str, Any]) -> str | None:
     return None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+MAX_JSON_DEPTH = 100
+NUL_MESSAGE = "The request may not contain NUL characters."
+
+
+def _input_problem(value: Any) -> str | None:
+    """What the database could not store: NUL (PostgreSQL text and JSONB reject it) or nesting
+    deep enough to blow the stack of the code that walks it. Iterative, so depth can't hurt here."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"The request may not be nested more than {MAX_JSON_DEPTH} levels deep."
+        if isinstance(item, str):
+            if "\x00" in item:
+                return NUL_MESSAGE
+        elif isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def guard_input() -> None:
+    """Before every request: input the database cannot store must not reach it.
+
+    A JSON body is parsed strictly (no NaN/Infinity, no numbers that overflow a float or
+    Python's integer parsing limit) and nothing in the URL, query, form or body may hold NUL."""
+    if "\x00" in request.path or _input_problem(request.args.to_dict(flat=False)):
+        abort(422, message=NUL_MESSAGE, errors={"query": [NUL_MESSAGE]})
+    data = request.get_data(cache=True) if request.is_json else b""
+    if data:
+        try:
+            body = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError):
+            abort(400, message="The request body is not valid JSON.", errors={"json": ["Invalid JSON body."]})
+        problem = _input_problem(body)
+        if problem:
+            abort(422, message=problem, errors={"json": [problem]})
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if _input_problem(request.form.to_dict(flat=False)):
+            abort(422, message=NUL_MESSAGE, errors={"form": [NUL_MESSAGE]})
+
+
 class AthenaApi(Api):
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None):  # type: ignore[override]
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        app.before_request(guard_input)
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         data = getattr(error, "data", None) or {}

@@ -1,22 +1,28 @@
 """Trigger a webhook (API Reference -> Workflow -> Trigger a webhook)."""
 from __future__ import annotations
 
-from flask import current_app, request
+from typing import Any
+
+from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from athena.api.base import envelope
-from athena.auth import SECURITY, current_user, login_required
+from athena.auth import SECURITY, current_user
+from athena.engine.nodes.respond_to_webhook import RespondToWebhook, render
 from athena.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
+from athena.models import WorkflowExecutionData
 from athena.schemas.executions import ExecutionSchema, WebhookArgsSchema
 from athena.services import executions as service
 from athena.services.access import get_workflow
+from athena.services.webhook_auth import webhook_caller
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/workflows", description="Webhook triggers")
 
-# Credentials never become workflow data.
-HIDDEN_HEADERS = frozenset({"authorization", "x-multiplai-authorization", "cookie", "proxy-authorization"})
+# Credentials never become workflow data (a signature could be replayed within its 5 minutes).
+HIDDEN_HEADERS = frozenset({"authorization", "x-multiplai-authorization", "cookie", "proxy-authorization",
+                            "x-athena-signature"})
 
 
 def webhook_payload() -> dict:
@@ -33,31 +39,61 @@ def webhook_payload() -> dict:
     return {"body": body, "query": request.args.to_dict(flat=True), "headers": headers}
 
 
-def wait_for_finish(execution, timeout: float) -> None:
+def _respond_output(execution, event: dict) -> Any:
+    """A respond node's output: from its node.finished event, or its checkpoint if too large."""
+    if not event.get("output_truncated"):
+        return event.get("output")
+    db.session.expire_all()
+    data = db.session.execute(
+        db.select(WorkflowExecutionData).where(WorkflowExecutionData.workflow_execution_id == execution.id)
+    ).scalar_one_or_none()
+    entries = {e.get("node_id"): e for e in (data.workflow_data if data else [])}
+    return (entries.get(event.get("node_id")) or {}).get("output")
+
+
+def wait_for_finish(execution, timeout: float) -> Any:
+    """Follow the execution's events until it finishes or a respond_to_webhook node succeeds;
+    returns that node's output (the custom response) or None."""
     log = event_log_for_app()
+    respond: Any = None
     for event in log.follow(stream_key(execution.uuid), 0, timeout):
+        if (event["event"] == "node.finished" and event.get("node_type") == RespondToWebhook.type
+                and event.get("status") == "success"):
+            respond = _respond_output(execution, event)
+            if isinstance(respond, dict):
+                break
         if event["event"] == "execution.finished":
             break
     db.session.expire_all()
+    return respond if isinstance(respond, dict) else None
 
 
 @blp.route("/<uuid>/webhook")
 class WorkflowWebhook(MethodView):
-    decorators = [login_required]
+    decorators = [webhook_caller]
 
     @blp.doc(security=SECURITY)
     @blp.arguments(WebhookArgsSchema, location="query")
     @blp.response(202, envelope(ExecutionSchema))
     @blp.alt_response(200, schema=envelope(ExecutionSchema), description="With wait=true, the finished execution")
     def post(self, args, uuid):
-        """Trigger a workflow by webhook; with ``wait=true`` answer with the final status and output"""
-        workflow = get_workflow(current_user(), uuid, write=True)
+        """Trigger a workflow by webhook; with ``wait=true`` answer with the final status and output
+
+        Authentication: a user token (editor or owner of the workspace), or, when the workflow has
+        a ``webhook_secret``, no token but ``X-Athena-Timestamp: <unix seconds>`` and
+        ``X-Athena-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`` (at most
+        5 minutes off; the execution is attributed to the workflow owner). With ``wait=true`` and a
+        ``respond_to_webhook`` node, the answer is that node's status, headers and body."""
+        workflow = g.signed_workflow or get_workflow(current_user(), uuid, write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
         execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload())
         if not args["wait"]:
             return {"data": execution}
         timeout = args.get("timeout") or current_app.config["WEBHOOK_WAIT_TIMEOUT"]
-        wait_for_finish(execution, timeout)
+        respond = wait_for_finish(execution, timeout)
+        if respond is not None:
+            status, headers, body = render(respond)
+            return Response(body, status=status, headers=headers)
         db.session.refresh(execution)
         return {"data": execution}, 200 if execution.is_finished else 202

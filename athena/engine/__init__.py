@@ -8,19 +8,20 @@ from __future__ import annotations
 from athena.engine.context import NodeContext
 from athena.engine.errors import ExpressionError, GraphValidationError, NodeError, StopRequested
 from athena.engine.events import (
-    Event, NodeFinished, NodeStarted, RunFinished, RunStopped, RunSuspended,
+    Event, LoopProgress, NodeFinished, NodeStarted, RunFinished, RunStopped, RunSuspended,
 )
 from athena.engine.expressions import Evaluator, default_evaluator, evaluate, is_truthy
 from athena.engine.graph import Graph, validate_graph
 from athena.engine.nodes import NodeRegistry, NodeResult, NodeType, Suspend, register, registry
-from athena.engine.nodes.base import ParametersSchema
+from athena.engine.nodes.base import Iterate, ParametersSchema
 from athena.engine.runner import final_output, run_graph
 from athena.engine.state import RunContext, RunState
 from athena.engine.timeutil import iso, parse_iso, utcnow
 from athena.engine.validation import NodeSettings
 
 __all__ = [
-    "Evaluator", "Event", "ExpressionError", "Graph", "GraphValidationError", "NodeContext",
+    "Evaluator", "Event", "ExpressionError", "Graph", "GraphValidationError", "Iterate",
+    "LoopProgress", "NodeContext",
     "NodeError", "NodeFinished", "NodeRegistry", "NodeResult", "NodeSettings", "NodeStarted",
     "NodeType", "ParametersSchema", "RunContext", "RunFinished", "RunState", "RunStopped",
     "RunSuspended", "StopRequested", "Suspend", "default_evaluator", "evaluate", "final_output",

@@ -7,7 +7,8 @@ from typing import Any, ClassVar, Union
 
 from athena.engine.timeutil import iso
 
-__all__ = ["Event", "NodeFinished", "NodeStarted", "RunFinished", "RunStopped", "RunSuspended"]
+__all__ = ["Event", "LoopProgress", "NodeFinished", "NodeStarted", "RunFinished", "RunStopped",
+           "RunSuspended"]
 
 
 @dataclass(slots=True)
@@ -15,11 +16,15 @@ class NodeStarted:
     node_id: str
     node_type: str
     started_at: str
+    iteration: int | None = None  # loop.index (1-based) when run inside a for_each body
     kind: ClassVar[str] = "node.started"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "node_id": self.node_id, "node_type": self.node_type,
-                "started_at": self.started_at}
+        out = {"kind": self.kind, "node_id": self.node_id, "node_type": self.node_type,
+               "started_at": self.started_at}
+        if self.iteration is not None:
+            out["iteration"] = self.iteration
+        return out
 
 
 @dataclass(slots=True)
@@ -27,11 +32,36 @@ class NodeFinished:
     node_id: str
     entry: dict[str, Any]
     retries: int = 0
+    iteration: int | None = None  # loop.index (1-based) when run inside a for_each body
     kind: ClassVar[str] = "node.finished"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "node_id": self.node_id, "entry": dict(self.entry),
-                "retries": self.retries}
+        out = {"kind": self.kind, "node_id": self.node_id, "entry": dict(self.entry),
+               "retries": self.retries}
+        if self.iteration is not None:
+            out["iteration"] = self.iteration
+        return out
+
+
+@dataclass(slots=True)
+class LoopProgress:
+    """A loop node finished item ``index`` (1-based); results are relayed in item order.
+
+    ``entry`` is the loop node's in-progress entry (status "running", output
+    ``{"results": [...], "next_index": k, "errors": e}``) to checkpoint.
+    """
+
+    node_id: str
+    index: int
+    length: int
+    processed: int
+    errors: int
+    entry: dict[str, Any]
+    kind: ClassVar[str] = "node.progress"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "node_id": self.node_id, "index": self.index,
+                "length": self.length, "processed": self.processed, "errors": self.errors}
 
 
 @dataclass(slots=True)
@@ -68,4 +98,4 @@ class RunFinished:
                 "error": self.error}
 
 
-Event = Union[NodeStarted, NodeFinished, RunSuspended, RunStopped, RunFinished]
+Event = Union[NodeStarted, NodeFinished, LoopProgress, RunSuspended, RunStopped, RunFinished]

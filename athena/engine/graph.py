@@ -5,6 +5,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+from athena.engine.bodies import analyse_bodies
 from athena.engine.errors import GraphValidationError
 from athena.engine.nodes.base import NodeType
 from athena.engine.nodes.registry import NodeRegistry, registry as default_registry
@@ -19,7 +20,12 @@ class Graph:
 
     ``nodes`` and ``edges`` hold normalised copies (defaults filled in);
     ``order`` is a deterministic topological order (Kahn, ties broken by node
-    definition order).
+    definition order).  Loop nodes (``NodeType.body_handle``) own a body run
+    once per item (see :mod:`athena.engine.bodies`): ``bodies`` maps a loop
+    node to its body (topological order, nested bodies included), ``owner``
+    maps each node to its innermost loop (None at top level), ``levels`` maps
+    an owner to the nodes it runs directly, and ``inputs`` is ``incoming``
+    without the edges that leave a loop body (they carry no data).
     """
 
     nodes: dict[str, dict[str, Any]]
@@ -30,6 +36,14 @@ class Graph:
     outgoing: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     roots: list[str] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    bodies: dict[str, list[str]] = field(default_factory=dict)
+    owner: dict[str, str | None] = field(default_factory=dict)
+    levels: dict[str | None, list[str]] = field(default_factory=dict)
+    inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def level(self, owner: str | None) -> list[str]:
+        """Nodes run directly at the top (None) or by one iteration of loop ``owner``."""
+        return self.levels.get(owner, [])
 
     @property
     def topological_order(self) -> list[str]:
@@ -77,9 +91,23 @@ class _Parser:
             graph.incoming[edge["target"]].append(edge)
         graph.roots = [node_id for node_id in nodes if not graph.incoming[node_id]]
         graph.order = self._toposort(graph)
+        if not self.errors:
+            self._loops(graph)
         if self.errors:
             raise GraphValidationError(self.errors)
         return graph
+
+    def _loops(self, graph: Graph) -> None:
+        bodies, errors = analyse_bodies(graph.node_types, graph.incoming, graph.outgoing,
+                                        graph.order)
+        for key, messages in errors.items():
+            self.errors.setdefault(key, []).extend(messages)
+        graph.bodies, graph.owner = bodies.body, bodies.owner
+        graph.levels = {None: [], **{loop_id: [] for loop_id in bodies.body}}
+        for node_id in graph.order:
+            graph.levels[bodies.owner[node_id]].append(node_id)
+        graph.inputs = {node_id: [e for e in edges if e["id"] not in bodies.closing]
+                        for node_id, edges in graph.incoming.items()}
 
     def _parse_node(self, index: int, raw: Any, nodes: dict[str, dict[str, Any]],
                     types: dict[str, NodeType], settings: dict[str, NodeSettings]) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, missing, validate
+from marshmallow import Schema, ValidationError, fields, missing, validate
 
 from athena.models import MODES, STATUSES
 from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
@@ -88,8 +88,11 @@ WITH_COUNT_OPTIONS = ("workflowApprovals", "pendingWorkflowApprovals")
 
 
 def _csv_of(options: tuple[str, ...]):
-    def check(value: str) -> bool:
-        return all(part.strip() in options for part in value.split(",") if part.strip())
+    # marshmallow 4 ignores a validator's return value: it has to raise.
+    def check(value: str) -> None:
+        unknown = [part.strip() for part in value.split(",") if part.strip() and part.strip() not in options]
+        if unknown:
+            raise ValidationError(f"Unknown value(s) {', '.join(unknown)}; allowed: {', '.join(options)}.")
 
     return check
 
@@ -104,6 +107,10 @@ class IncludeArgsSchema(QuerySchema):
 class ExecutionListArgsSchema(IncludeArgsSchema):
     workflow_uuid = fields.String(validate=validate.Length(max=64))
     workflow_uuids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=100))
+    # The documented spelling is ``workflow_uuids[]`` (PHP/Laravel style); both are accepted and merged.
+    workflow_uuids_brackets = fields.List(fields.String(validate=validate.Length(max=64)),
+                                          data_key="workflow_uuids[]", validate=validate.Length(max=100),
+                                          metadata={"description": "same as workflow_uuids"})
     workspace_uuid = fields.String(validate=validate.Length(max=64))
     organization_multiplai_id = fields.String(validate=validate.Length(max=64))
     user_multiplai_id = fields.String(validate=validate.Length(max=64))

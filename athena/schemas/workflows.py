@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from athena.models import VISIBILITIES
 from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
@@ -50,6 +50,11 @@ class WorkflowSchema(Schema):
 _name = validate.Length(min=1, max=255)
 
 
+def _at_most_64_bytes(value: str) -> None:
+    if len(value.encode()) > 64:
+        raise ValidationError("Must be at most 64 bytes in UTF-8.")
+
+
 class WorkflowWriteSchema(StrictSchema):
     name = fields.String(validate=_name)
     description = fields.String(allow_none=True, validate=validate.Length(max=10_000))
@@ -63,7 +68,11 @@ class WorkflowWriteSchema(StrictSchema):
     nodes = fields.List(fields.Raw())
     edges = fields.List(fields.Raw())
     variables = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)))
-    webhook_secret = fields.String(allow_none=True, load_only=True, validate=validate.Length(min=16, max=255))
+    # Write-only; stored Fernet-encrypted, which must fit the 255-character column: <= 64 bytes.
+    webhook_secret = fields.String(allow_none=True, load_only=True, validate=[
+        validate.Length(min=16, max=64),
+        _at_most_64_bytes,
+    ])
 
 
 class WorkflowCreateSchema(WorkflowWriteSchema):

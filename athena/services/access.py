@@ -12,6 +12,12 @@ NOT_FOUND = "Resource not found."
 FORBIDDEN = "This action is unauthorized."
 
 
+def like_pattern(search: str) -> str:
+    """A ``%search%`` LIKE pattern matching ``search`` literally (use with ``escape="\\"``)."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def member_workspace_ids(user: User) -> Select:
     """A subquery of the ids of live workspaces the user belongs to."""
     return (

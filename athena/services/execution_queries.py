@@ -1,6 +1,7 @@
 """The documented list and count queries over executions, always scoped to the caller."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
 
 from flask_smorest import abort
@@ -28,8 +29,29 @@ def _organization_workspaces(user: User, multiplai_id: str):
     )
 
 
+def _like(term: str) -> str:
+    """A LIKE pattern matching ``term`` literally (``%`` and ``_`` are not wildcards here)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search_clause(term: str):
+    """Case-insensitive substring search over the execution's content: uuid, input, output, error.
+
+    JSON columns are searched in their stored text, where the term may appear JSON-escaped
+    (quotes, backslashes; non-ASCII as ``\\uXXXX`` with SQLite's serializer)."""
+    json_terms = {term, json.dumps(term)[1:-1], json.dumps(term, ensure_ascii=False)[1:-1]}
+    clauses = [WorkflowExecution.uuid.ilike(_like(term), escape="\\"),
+               WorkflowExecution.error.ilike(_like(term), escape="\\")]
+    for candidate in json_terms:
+        pattern = _like(candidate)
+        clauses.append(cast(WorkflowExecution.input, String).ilike(pattern, escape="\\"))
+        clauses.append(cast(WorkflowExecution.output, String).ilike(pattern, escape="\\"))
+    return or_(*clauses)
+
+
 def list_query(user: User, args: dict):
-    workflow_uuids = list(args.get("workflow_uuids") or [])
+    workflow_uuids = list(args.get("workflow_uuids") or []) + list(args.get("workflow_uuids_brackets") or [])
     if args.get("workflow_uuid"):
         workflow_uuids.append(args["workflow_uuid"])
     if not (args.get("workspace_uuid") or args.get("organization_multiplai_id") or workflow_uuids):
@@ -51,13 +73,7 @@ def list_query(user: User, args: dict):
     if args.get("mode"):
         query = query.where(WorkflowExecution.mode == args["mode"])
     if args.get("search"):
-        pattern = f"%{args['search']}%"
-        query = query.where(or_(
-            WorkflowExecution.uuid.ilike(pattern),
-            cast(WorkflowExecution.input, String).ilike(pattern),
-            cast(WorkflowExecution.output, String).ilike(pattern),
-            WorkflowExecution.error.ilike(pattern),
-        ))
+        query = query.where(_search_clause(args["search"]))
     if args.get("date_from"):
         query = query.where(WorkflowExecution.created_at >= _day_start(args["date_from"]))
     if args.get("date_to"):
@@ -77,11 +93,19 @@ def with_options(query, args: dict):
     return query
 
 
+# Transient attributes ``include`` sets on the instances for ExecutionSchema to dump.
+INCLUDED_ATTRIBUTES = ("included_workflow", "included_data", "workflow_approvals_count",
+                       "pending_workflow_approvals_count", "parent_uuid")
+
+
 def include(user: User, executions: list[WorkflowExecution], args: dict) -> list[WorkflowExecution]:
     wanted = {part.strip() for part in (args.get("with_") or "").split(",") if part.strip()}
     counts = {part.strip() for part in (args.get("with_count") or "").split(",") if part.strip()}
     if not executions:
         return executions
+    for execution in executions:  # an instance reused from the session must not keep another call's extras
+        for name in INCLUDED_ATTRIBUTES:
+            execution.__dict__.pop(name, None)
     if "workflow" in wanted:
         annotate_workflows(user, list({e.workflow.id: e.workflow for e in executions}.values()))
         for execution in executions:

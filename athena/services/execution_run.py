@@ -14,8 +14,8 @@ from flask import current_app
 from sqlalchemy import update
 
 from athena.engine import (
-    Graph, GraphValidationError, NodeFinished, NodeStarted, RunContext, RunFinished, RunState,
-    RunStopped, RunSuspended, run_graph,
+    Graph, GraphValidationError, LoopProgress, NodeFinished, NodeStarted, RunContext, RunFinished,
+    RunState, RunStopped, RunSuspended, run_graph,
 )
 from athena.eventlog import EventLog, event_log_for_app
 from athena.extensions import db
@@ -33,6 +33,10 @@ def _bounded(value: Any) -> tuple[Any, bool]:
     if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
         return None, True
     return value, False
+
+
+def _iteration(event: NodeStarted | NodeFinished) -> dict[str, int]:
+    return {"iteration": event.iteration} if event.iteration is not None else {}
 
 
 class ExecutionRun:
@@ -67,6 +71,12 @@ class ExecutionRun:
         self.workflow_uuid = execution.workflow.uuid
         self.workspace_uuid = execution.workflow.workspace.uuid
         started_at = execution.started_at or utcnow()
+        timed_wait = execution.wait_till is not None
+        from athena.services import resume as resumption
+
+        if self.resume and not resumption.claim(execution.id, list(self.resume)):
+            db.session.rollback()  # a duplicate or stale resumption: another job won this suspension
+            return "stale resume"
         if not transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
                           started_at=started_at, wait_till=None):
             db.session.rollback()
@@ -74,11 +84,15 @@ class ExecutionRun:
         db.session.commit()
         db.session.refresh(execution)
         self.emit("execution.status", status="running")
+        if self.resume:  # approval nodes resume with the decision stored on their approval row
+            from athena.services.approvals import resolve_resume
+
+            self.resume = resolve_resume(execution.id, self.resume, self.emit)
         data: WorkflowExecutionData = execution.execution_data
         self.data_id = data.id
         self.meta = dict(data.meta or {})
         self.meta["workflow_execution_data_id"] = data.id
-        if self.resume and self.meta.get("wait_started_at"):
+        if self.resume and timed_wait and self.meta.get("wait_started_at"):
             self.meta["wait_completed_at"] = iso(utcnow())
         self.elapsed_before = float(self.meta.get("execution_time") or 0)
         try:
@@ -95,6 +109,7 @@ class ExecutionRun:
             max_steps=current_app.config["EXECUTION_MAX_STEPS"],
             max_duration=current_app.config["EXECUTION_MAX_DURATION"],
             resume=self.resume,
+            services=self.services(),
         )
         db.session.remove()  # no transaction stays open while nodes run
         for event in run_graph(graph, ctx, self.state):
@@ -102,6 +117,8 @@ class ExecutionRun:
                 self.on_node_started(event)
             elif isinstance(event, NodeFinished):
                 self.on_node_finished(event)
+            elif isinstance(event, LoopProgress):
+                self.on_loop_progress(event)
             elif isinstance(event, RunSuspended):
                 return self.suspend(event)
             elif isinstance(event, RunStopped):
@@ -110,6 +127,30 @@ class ExecutionRun:
                 execution = db.session.get(WorkflowExecution, self.execution_id)
                 return self.finish(execution, event.status, event.output, event.error)
         return "ended"
+
+    def services(self) -> dict[str, Any]:
+        """What I/O-capable node types get through ``ctx.services`` (the engine passes it on)."""
+        config = current_app.config
+        return {
+            "settings": {
+                "http_allowlist": list(config["HTTP_ALLOWLIST"]),
+                "http_max_response_bytes": config["HTTP_MAX_RESPONSE_BYTES"],
+                "http_default_timeout": config["HTTP_DEFAULT_TIMEOUT"],
+                "openai_api_key": config["OPENAI_API_KEY"],
+                "openai_base_url": config["OPENAI_BASE_URL"],
+                "llm_default_model": config["LLM_DEFAULT_MODEL"],
+                "llm_timeout": config["LLM_TIMEOUT"],
+            },
+            # emit("llm.token", node_id=..., token=...): append a live event to this execution's log
+            "emit": self.emit,
+            # start_child(workflow_uuid, input, wait, node_id=...) -> {"uuid", ...} (sub_workflow nodes)
+            "start_child": self.start_child,
+        }
+
+    def start_child(self, workflow_uuid: str, input: Any, wait: bool, node_id: str | None = None) -> dict[str, Any]:  # noqa: A002
+        from athena.services.resume import start_child
+
+        return start_child(self.execution_id, node_id or self.meta.get("running_node"), workflow_uuid, input, wait)
 
     def execution_time(self) -> float:
         return round(self.elapsed_before + (time.monotonic() - self.clock_started) * 1000, 3)
@@ -136,7 +177,8 @@ class ExecutionRun:
             .values(meta=dict(self.meta)).execution_options(synchronize_session=False)
         )
         db.session.commit()
-        self.emit("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at)
+        self.emit("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at,
+                  **_iteration(event))
 
     def on_node_finished(self, event: NodeFinished) -> None:
         entry = event.entry
@@ -150,25 +192,43 @@ class ExecutionRun:
         output, truncated = _bounded(entry.get("output"))
         self.emit("node.finished", node_id=event.node_id, node_type=entry.get("type"), status=entry["status"],
                   output=output, output_truncated=truncated, error=entry.get("error"), handle=entry.get("handle"),
-                  started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"))
+                  started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"), **_iteration(event))
+
+    def on_loop_progress(self, event: LoopProgress) -> None:
+        """A for_each item finished: checkpoint the loop node's {"results", "next_index"} entry."""
+        self.meta["loop_index"] = event.index
+        self.meta["running_node"] = event.node_id
+        self.checkpoint()
+        self.emit("node.progress", node_id=event.node_id, index=event.index, length=event.length,
+                  processed=event.processed, errors=event.errors)
 
     def suspend(self, event: RunSuspended) -> str:
         wait_till: datetime | None = to_naive_utc(event.wait_till) if event.wait_till else None
         if wait_till is not None:
             self.meta.update(wait_until=iso(wait_till), wait_until_timestamp=int(event.wait_till.timestamp()),
                              wait_started_at=iso(utcnow()))
+            self.meta.pop("wait_completed_at", None)
         self.meta["running_node"] = event.node_id
         self.checkpoint()
         if not transition(self.execution_id, event.status, only_from=("running",), wait_till=wait_till):
             db.session.rollback()
             return self.stopped()
+        approval = None
+        if event.status == "paused":  # human review: a pending approval, in the same transaction
+            from athena.services.approvals import open_approval
+
+            approval = open_approval(self.execution_id, event.node_id, event.info, wait_till)
         db.session.commit()
         self.emit("execution.status", status=event.status, node_id=event.node_id, wait_till=iso(wait_till),
                   info=event.info)
-        if wait_till is not None:
-            from athena.services.resume import schedule_resume
+        if approval is not None:
+            self.emit("approval.requested", **approval)
+        from athena.services.resume import resume_if_child_finished, schedule_resume
 
+        if wait_till is not None:
             schedule_resume(self.execution_id, self.uuid, event.node_id, wait_till)
+        elif event.status == "waiting":  # a child may have finished before we were waiting
+            resume_if_child_finished(self.execution_id, event.node_id)
         return event.status
 
     def stopped(self) -> str:

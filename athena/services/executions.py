@@ -10,7 +10,9 @@ from sqlalchemy import select, update
 
 from athena.eventlog import event_log_for_app
 from athena.extensions import db
-from athena.models import TERMINAL_STATUSES, User, Workflow, WorkflowExecution, WorkflowExecutionData
+from athena.models import (
+    TERMINAL_STATUSES, User, Workflow, WorkflowApproval, WorkflowExecution, WorkflowExecutionData,
+)
 from athena.redis_client import get_queue, get_redis
 from athena.services.status import STOPPABLE, transition
 from athena.services.workflows import public_variables
@@ -99,7 +101,10 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
         previous = execution.status
         if previous in TERMINAL_STATUSES:
             abort(409, message=f"The execution is already {previous} and cannot be stopped.")
-        if transition(execution.id, "cancelled", only_from=(previous,), error=reason):
+        extra = {"requires_human_review": False} if previous == "paused" else {}
+        if transition(execution.id, "cancelled", only_from=(previous,), error=reason, **extra):
+            if previous == "paused":
+                _cancel_pending_approvals(execution.id)
             break
         db.session.rollback()
     else:  # pragma: no cover - status kept changing under us
@@ -117,6 +122,16 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
     return execution
 
 
+def _cancel_pending_approvals(execution_id: int) -> None:
+    now = utcnow()
+    db.session.execute(
+        update(WorkflowApproval)
+        .where(WorkflowApproval.workflow_execution_id == execution_id, WorkflowApproval.status == "pending")
+        .values(status="cancelled", decided_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _cascade_stop(execution: WorkflowExecution, seen: set[int]) -> None:
     related = list(db.session.execute(
         select(WorkflowExecution).where(
@@ -126,7 +141,9 @@ def _cascade_stop(execution: WorkflowExecution, seen: set[int]) -> None:
     ).scalars())
     if execution.parent_execution_id:
         parent = db.session.get(WorkflowExecution, execution.parent_execution_id)
-        if parent is not None and parent.status == "waiting":
+        # Only a parent that is waiting on this very child (not on a timer, not on another child).
+        if (parent is not None and parent.status == "waiting" and parent.execution_data is not None
+                and (parent.execution_data.meta or {}).get("running_node") == execution.parent_node_id):
             related.append(parent)
     for other in related:
         if other.id not in seen and other.status in STOPPABLE:

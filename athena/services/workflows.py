@@ -6,11 +6,14 @@ from typing import Any
 from flask import current_app
 from flask_smorest import abort
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
 
 from athena.engine import Graph, GraphValidationError
 from athena.extensions import db
 from athena.models import IN_PROGRESS_STATUSES, User, Workflow, WorkflowExecution, WorkflowFavorite
-from athena.services.access import get_workspace, visible_workflows
+from athena.services import schedules
+from athena.services.access import get_workspace, like_pattern, visible_workflows
+from athena.services.webhook_auth import encrypt_secret
 from athena.timeutil import utcnow
 
 SECRET_MASK = "********"
@@ -62,6 +65,9 @@ def _apply(workflow: Workflow, body: dict) -> None:
         nodes = body.get("nodes", workflow.nodes or [])
         edges = body.get("edges", workflow.edges or [])
         validate_graph(nodes, edges)
+        schedules.validate_nodes(nodes)
+    if "webhook_secret" in body:  # stored encrypted (HMAC needs the secret back, so no hash)
+        body = {**body, "webhook_secret": encrypt_secret(body["webhook_secret"])}
     if "variables" in body:
         body = {**body, "variables": _merge_variables(workflow.variables, body["variables"])}
     for key, value in body.items():
@@ -75,21 +81,26 @@ def create_workflow(user: User, body: dict) -> Workflow:
     _apply(workflow, body)
     db.session.add(workflow)
     db.session.commit()
+    schedules.sync(workflow, None)
     annotate(user, [workflow])
     return workflow
 
 
 def update_workflow(user: User, workflow: Workflow, body: dict) -> Workflow:
+    previous = schedules.spec_of(workflow)
     _apply(workflow, body)
     db.session.commit()
+    schedules.sync(workflow, previous)
     annotate(user, [workflow])
     return workflow
 
 
 def delete_workflow(workflow: Workflow) -> None:
+    previous = schedules.spec_of(workflow)
     workflow.deleted_at = utcnow()
     workflow.is_active = False
     db.session.commit()
+    schedules.sync(workflow, previous)
 
 
 def set_favorite(user: User, workflow: Workflow, favorite: bool) -> Workflow:
@@ -100,7 +111,10 @@ def set_favorite(user: User, workflow: Workflow, favorite: bool) -> Workflow:
         db.session.add(WorkflowFavorite(workflow_id=workflow.id, user_id=user.id, created_at=utcnow()))
     elif not favorite and existing is not None:
         db.session.delete(existing)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent request favorited it first: the outcome is the same
+        db.session.rollback()
     annotate(user, [workflow])
     return workflow
 
@@ -111,8 +125,10 @@ def list_query(user: User, args: dict):
         workspace = get_workspace(user, args["workspace_uuid"])
         query = query.where(Workflow.workspace_id == workspace.id)
     if args.get("search"):
-        pattern = f"%{args['search']}%"
-        query = query.where(Workflow.name.ilike(pattern) | Workflow.description.ilike(pattern))
+        pattern = like_pattern(args["search"])
+        query = query.where(
+            Workflow.name.ilike(pattern, escape="\\") | Workflow.description.ilike(pattern, escape="\\")
+        )
     if args.get("visibility"):
         query = query.where(Workflow.visibility == args["visibility"])
     if "is_active" in args:
@@ -122,7 +138,8 @@ def list_query(user: User, args: dict):
         query = query.where(Workflow.id.in_(favorites) if args["is_favorite"] else Workflow.id.not_in(favorites))
     column = getattr(Workflow, args.get("sort_by", "created_at"))
     direction = args.get("sort_direction", "desc")
-    order = column.asc() if direction == "asc" else column.desc()
+    # NULLs (never-used workflows) last either way, the same on SQLite and PostgreSQL.
+    order = (column.asc() if direction == "asc" else column.desc()).nulls_last()
     return query.order_by(order, Workflow.id.asc() if direction == "asc" else Workflow.id.desc())
 
 

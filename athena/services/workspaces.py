@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from athena.extensions import db
 from athena.models import User, Workspace, WorkspaceMember
-from athena.services.access import member_workspace_ids, require_owner
+from athena.services.access import like_pattern, member_workspace_ids, require_owner
 from athena.timeutil import utcnow
 
 
@@ -19,13 +19,14 @@ def create_workspace(user: User, name: str, description: str | None = None) -> W
     db.session.add(WorkspaceMember(workspace_id=workspace.id, user_id=user.id, role="owner", created_at=utcnow()))
     db.session.commit()
     workspace.current_role = "owner"
+    workspace.members_count = 1
     return workspace
 
 
 def list_query(user: User, search: str | None = None):
     query = select(Workspace).where(Workspace.id.in_(member_workspace_ids(user))).order_by(Workspace.id)
     if search:
-        query = query.where(Workspace.name.ilike(f"%{search}%"))
+        query = query.where(Workspace.name.ilike(like_pattern(search), escape="\\"))
     return query
 
 

@@ -48,7 +48,7 @@ def test_if_truthiness(condition: Any, handle: str) -> None:
 
 def test_noop_and_triggers_pass_data_through() -> None:
     webhook_data = {"body": {"a": 1}, "query": {"q": "1"}, "headers": {"X": "y"}}
-    events, state = execute([node("w", "webhook", secret="s3cret"), node("n", "noop")],
+    events, state = execute([node("w", "webhook"), node("n", "noop")],
                             [edge("w", "n")], trigger_data=webhook_data)
     assert_finished(events)
     assert state.entries["w"]["output"] == webhook_data

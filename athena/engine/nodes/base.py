@@ -12,7 +12,8 @@ from athena.engine.errors import NodeError, StopRequested
 if TYPE_CHECKING:
     from athena.engine.context import NodeContext
 
-__all__ = ["NodeError", "NodeResult", "NodeType", "ParametersSchema", "StopRequested", "Suspend"]
+__all__ = ["Iterate", "NodeError", "NodeResult", "NodeType", "ParametersSchema", "StopRequested",
+           "Suspend"]
 
 SUSPEND_STATUSES = ("waiting", "paused")
 
@@ -45,6 +46,16 @@ class Suspend:
             raise ValueError(f"Suspend.status must be one of {SUSPEND_STATUSES}, got {self.status!r}")
 
 
+@dataclass(slots=True)
+class Iterate:
+    """Returned by a loop node type: run its body once per item, then route the
+    list of iteration results to ``handle`` (see :mod:`athena.engine.loop`)."""
+
+    items: list[Any]
+    concurrency: int = 1
+    handle: str = "done"
+
+
 class NodeType:
     """A kind of node.  Subclasses are registered as stateless singletons."""
 
@@ -53,6 +64,8 @@ class NodeType:
     Parameters: ClassVar[type[Schema]] = ParametersSchema
     handles: ClassVar[tuple[str, ...]] = ("main",)
     is_trigger: ClassVar[bool] = False
+    # Loop node types name the output handle that starts their body (run per item).
+    body_handle: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.schema: Schema = self.Parameters()
@@ -61,7 +74,7 @@ class NodeType:
         """Output handles a node with these (raw) parameters can route to."""
         return list(self.handles)
 
-    def run(self, ctx: NodeContext) -> NodeResult | Suspend:
+    def run(self, ctx: NodeContext) -> NodeResult | Suspend | Iterate:
         raise NotImplementedError
 
     def __repr__(self) -> str:

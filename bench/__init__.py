@@ -1,0 +1,1 @@
+"""Athena benchmarks: ``python -m bench.run`` (see BENCHMARKS.md)."""

@@ -1,0 +1,1 @@
+"""Peers measured side by side with Athena (``python -m bench.run --peers``)."""

@@ -1,0 +1,1 @@
+"""One module per scenario of the "Benchmarks" issue; each has ``run(ctx, ...) -> dict``."""
