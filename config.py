@@ -86,6 +86,11 @@ class Config:
     WS_RECHECK_SECONDS = _env_float("ATHENA_WS_RECHECK_SECONDS", 30.0)
     WS_FINISH_GRACE_SECONDS = _env_float("ATHENA_WS_FINISH_GRACE_SECONDS", 2.0)
     JOB_TIMEOUT_SECONDS = _env_int("ATHENA_JOB_TIMEOUT", 3600)
+    # Crash recovery: lease TTL of a running execution, sweeper period, crashes before failing.
+    EXECUTION_LEASE_SECONDS = _env_float("ATHENA_LEASE_SECONDS", 15.0)
+    SWEEPER_INTERVAL_SECONDS = _env_int("ATHENA_SWEEPER_INTERVAL", 15)
+    SWEEPER_GRACE_SECONDS = _env_float("ATHENA_SWEEPER_GRACE", 5.0)
+    EXECUTION_MAX_CRASHES = _env_int("ATHENA_MAX_CRASHES", 3)
 
     # Outbound HTTP (SSRF guard allowlist: hosts or CIDRs that may be private)
     HTTP_ALLOWLIST = _env_list("ATHENA_HTTP_ALLOWLIST")

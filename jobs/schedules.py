@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 
-from redis import Redis
 
 from jobs.app_context import worker_app
 
@@ -50,26 +48,3 @@ def run_reconcile(force: bool = False) -> dict[str, int] | None:
     if result["armed"] or result["caught_up"]:
         log.info("schedules reconcile: %s", result)
     return result
-
-
-def start_schedule_reconciler(connection: Redis, queue_name: str, interval: int) -> threading.Event:
-    """Start this worker process's reconcile cron thread; set the returned event to stop it."""
-    from rq.cron import CronScheduler
-
-    cron = CronScheduler(connection=connection,
-                         name=f"athena-schedules-{queue_name}-{threading.get_native_id()}")
-    cron.register(run_reconcile, queue_name, interval=interval, job_timeout=max(60, interval * 4),
-                  result_ttl=interval * 4, failure_ttl=24 * 3600)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                cron.enqueue_jobs()
-            except Exception:  # noqa: BLE001 - Redis hiccup: try again next tick
-                log.exception("schedules: could not enqueue the reconcile pass")
-            stop.wait(max(1.0, min(float(interval), cron.calculate_sleep_interval())))
-
-    threading.Thread(target=loop, name="athena-schedules", daemon=True).start()
-    log.info("schedules: reconcile every %s s on queue %s", interval, queue_name)
-    return stop

@@ -92,7 +92,9 @@ def worker(app, test_settings, fake_openai_server):
     process = WorkerProcess(
         test_settings["database_url"], test_settings["redis_url"], test_settings["queue"],
         test_settings["tmp"] / "worker.log",
-        extra_env={"OPENAI_BASE_URL": fake_openai_server.base_url, "OPENAI_API_KEY": "test-key"},
+        extra_env={"OPENAI_BASE_URL": fake_openai_server.base_url, "OPENAI_API_KEY": "test-key",
+                   # the local HTTP targets of the tests; a short lease so crash tests detect fast
+                   "ATHENA_HTTP_ALLOWLIST": "127.0.0.1", "ATHENA_LEASE_SECONDS": "2"},
     ).start()
     yield process
     process.stop()

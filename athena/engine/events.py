@@ -80,10 +80,14 @@ class RunSuspended:
 
 @dataclass(slots=True)
 class RunStopped:
+    """The run stopped before a node: a stop was requested, or (``handoff``) the caller asked
+    to hand the run over at a node boundary so another process continues it."""
+
+    handoff: bool = False
     kind: ClassVar[str] = "execution.stopped"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}
+        return {"kind": self.kind, "handoff": self.handoff}
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ class Halt:
     """Why a frame stopped before its last node.
 
     ``kind``: "failed" (a node failed with on_error=stop; a loop turns it into
-    its own error), "fatal" (a run limit; fails the whole run), "stopped", or
+    its own error), "fatal" (a run limit; fails the whole run), "stopped", "handoff", or
     "suspended" (``event`` says where).
     """
 
@@ -29,6 +29,7 @@ class Halt:
 
 
 STOPPED = Halt("stopped")
+HANDOFF = Halt("handoff")  # the caller asked to hand the run over (e.g. worker shutdown)
 
 
 @dataclass(slots=True)

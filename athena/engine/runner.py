@@ -18,7 +18,7 @@ from athena.engine.events import (
     Event, LoopProgress, NodeFinished, NodeStarted, RunFinished, RunStopped, RunSuspended,
 )
 from athena.engine.expressions import Evaluator, default_evaluator
-from athena.engine.frames import STOPPED, Frame, Halt, active_inputs, make_entry
+from athena.engine.frames import HANDOFF, STOPPED, Frame, Halt, active_inputs, make_entry
 from athena.engine.graph import Graph
 from athena.engine.loop import run_loop
 from athena.engine.nodes.base import Iterate, NodeResult, NodeType, Suspend
@@ -57,6 +57,8 @@ class Runner:
             yield RunFinished("completed", final_output(self.graph, state), None)
         elif halt.kind == "stopped":
             yield RunStopped()
+        elif halt.kind == "handoff":
+            yield RunStopped(handoff=True)
         elif halt.event is not None:
             yield halt.event
         else:
@@ -112,6 +114,8 @@ class Runner:
                 resume_payload = self.ctx.resume[node_id]
         if self.stop_requested(frame):
             return STOPPED
+        if frame.owner is None and self.ctx.should_handoff():
+            return HANDOFF  # only between top-level nodes: a loop always finishes first
         node_type = self.graph.node_types[node_id]
         incoming = self.graph.inputs[node_id]
         if incoming:

@@ -28,6 +28,8 @@ class RunContext:
     variables: dict[str, Any] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=dict)
     should_stop: Callable[[], bool] = _never
+    # Checked only between top-level nodes (never inside a node): hand the run over.
+    should_handoff: Callable[[], bool] = _never
     now: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
     max_steps: int = 10_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from flask import current_app
 from sqlalchemy import update
@@ -19,7 +19,9 @@ from athena.engine import (
 )
 from athena.eventlog import EventLog, event_log_for_app
 from athena.extensions import db
+from athena.redis_client import get_redis
 from athena.models import WorkflowExecution, WorkflowExecutionData
+from athena.services.leases import Lease
 from athena.services.status import transition
 from athena.services.workflows import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
@@ -40,9 +42,13 @@ def _iteration(event: NodeStarted | NodeFinished) -> dict[str, int]:
 
 
 class ExecutionRun:
-    def __init__(self, execution_id: int, resume: dict[str, Any] | None = None) -> None:
+    def __init__(self, execution_id: int, resume: dict[str, Any] | None = None, *,
+                 continuing: bool = False, should_handoff: Callable[[], bool] = lambda: False) -> None:
         self.execution_id = execution_id
         self.resume = resume or {}
+        # A continuation picks up a ``running`` execution whose previous worker died or handed it over.
+        self.continuing = continuing
+        self.should_handoff = should_handoff
         self.log: EventLog = event_log_for_app()
         self.stop_flag = False
         self.last_stop_check = 0.0
@@ -62,11 +68,22 @@ class ExecutionRun:
 
     # -- main --------------------------------------------------------------------------------
     def run(self) -> str:
+        """Own the execution through its lease for as long as this job runs it."""
         execution = db.session.get(WorkflowExecution, self.execution_id)
         if execution is None or execution.deleted_at is not None:
             return "missing"
         if execution.is_finished:
             return f"already {execution.status}"
+        lease = Lease(get_redis(), execution.uuid, current_app.config["EXECUTION_LEASE_SECONDS"])
+        if not lease.acquire():
+            db.session.rollback()
+            return "busy: another worker holds the lease"
+        try:
+            return self._run(execution)
+        finally:
+            lease.release()
+
+    def _run(self, execution: WorkflowExecution) -> str:
         self.uuid = execution.uuid
         self.workflow_uuid = execution.workflow.uuid
         self.workspace_uuid = execution.workflow.workspace.uuid
@@ -77,13 +94,16 @@ class ExecutionRun:
         if self.resume and not resumption.claim(execution.id, list(self.resume)):
             db.session.rollback()  # a duplicate or stale resumption: another job won this suspension
             return "stale resume"
-        if not transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
-                          started_at=started_at, wait_till=None):
+        if self.continuing and execution.status == "running":
+            db.session.rollback()  # the lease proves no other worker runs it: go on from the checkpoint
+        elif transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
+                        started_at=started_at, wait_till=None):
+            db.session.commit()
+            db.session.refresh(execution)
+            self.emit("execution.status", status="running")
+        else:
             db.session.rollback()
             return "not runnable"
-        db.session.commit()
-        db.session.refresh(execution)
-        self.emit("execution.status", status="running")
         if self.resume:  # approval nodes resume with the decision stored on their approval row
             from athena.services.approvals import resolve_resume
 
@@ -106,6 +126,7 @@ class ExecutionRun:
             execution={"uuid": execution.uuid, "id": execution.id, "mode": execution.mode,
                        "workflow_uuid": self.workflow_uuid},
             should_stop=self.should_stop,
+            should_handoff=self.should_handoff,
             max_steps=current_app.config["EXECUTION_MAX_STEPS"],
             max_duration=current_app.config["EXECUTION_MAX_DURATION"],
             resume=self.resume,
@@ -122,7 +143,7 @@ class ExecutionRun:
             elif isinstance(event, RunSuspended):
                 return self.suspend(event)
             elif isinstance(event, RunStopped):
-                return self.stopped()
+                return self.hand_over() if event.handoff else self.stopped()
             elif isinstance(event, RunFinished):
                 execution = db.session.get(WorkflowExecution, self.execution_id)
                 return self.finish(execution, event.status, event.output, event.error)
@@ -230,6 +251,16 @@ class ExecutionRun:
         elif event.status == "waiting":  # a child may have finished before we were waiting
             resume_if_child_finished(self.execution_id, event.node_id)
         return event.status
+
+    def hand_over(self) -> str:
+        """Warm shutdown: the node in progress has finished and is checkpointed; another worker
+        continues from here (the lease is released when this job returns)."""
+        self.meta["running_node"] = None
+        self.checkpoint()
+        from athena.services.recovery import enqueue_continuation
+
+        enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
+        return "handed over"
 
     def stopped(self) -> str:
         self.meta["running_node"] = None

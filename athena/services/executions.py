@@ -114,7 +114,10 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
     log = event_log_for_app()
     log.request_stop(execution.uuid)
     _cancel_queued_job(execution)
-    if previous != "running":
+    from athena.services.recovery import worker_gone
+
+    # A running job emits the final events itself when it notices; a dead or absent one cannot.
+    if previous != "running" or worker_gone(execution.uuid):
         status_event(execution, "cancelled")
         finished_event(execution, "cancelled", error=reason)
     if cascade:

@@ -311,7 +311,7 @@ def test_stop_is_checked_before_every_node(allowed: int) -> None:
     nodes = [node("t", "manual"), node("a", "noop"), node("b", "noop")]
     events, state = execute(nodes, [edge("t", "a"), edge("a", "b")], should_stop=should_stop)
     assert isinstance(events[-1], RunStopped)
-    assert events[-1].to_dict() == {"kind": "execution.stopped"}
+    assert events[-1].to_dict() == {"kind": "execution.stopped", "handoff": False}
     assert started(events) == ["t", "a", "b"][:allowed]
     assert list(state.entries) == ["t", "a", "b"][:allowed]
     assert not any(isinstance(ev, RunFinished) for ev in events)
@@ -444,3 +444,25 @@ def test_timeout_setting_is_passed_to_node_context() -> None:
     execute([node("r", "test_recorder", settings={"timeout": 2.5})], [], registry=TEST_REGISTRY,
             services=services)
     assert services["seen"]["r"].timeout == 2.5
+
+
+def test_handoff_happens_only_between_top_level_nodes() -> None:
+    from athena.engine import Graph, RunContext, RunState, RunStopped, NodeStarted, run_graph
+
+    nodes = [{"id": "start", "type": "manual"}] + [
+        {"id": f"n{i}", "type": "set", "parameters": {"fields": {"i": i}}} for i in range(1, 5)]
+    edges = [{"source": nodes[i - 1]["id"], "target": nodes[i]["id"]} for i in range(1, 5)]
+    graph = Graph.parse(nodes, edges)
+    checks = []
+
+    def should_handoff() -> bool:
+        checks.append(1)
+        return len(checks) > 2
+
+    state = RunState()
+    events = list(run_graph(graph, RunContext(should_handoff=should_handoff), state))
+    assert [e.node_id for e in events if isinstance(e, NodeStarted)] == ["start", "n1"]
+    assert isinstance(events[-1], RunStopped) and events[-1].handoff is True
+    # a continuation with the saved state runs the rest, nothing twice
+    rest = list(run_graph(graph, RunContext(), RunState.from_entries(state.to_entries())))
+    assert [e.node_id for e in rest if isinstance(e, NodeStarted)] == ["n2", "n3", "n4"]

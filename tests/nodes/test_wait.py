@@ -121,7 +121,8 @@ def test_sweep_job_runs_on_the_worker(client, worker):
     workflow, headers = _setup({"seconds": 60})
     uuid, _ = _waiting_without_timer(client, headers, workflow, worker, overdue=60)
     job = get_queue().enqueue("jobs.sweeper.run_sweep")
-    assert set(job_result(job.id, worker)) == {"timers", "children", "approvals_cancelled"}
+    assert set(job_result(job.id, worker)) == {"timers", "children", "approvals_cancelled", "continued",
+                                            "failed_after_crashes", "requeued"}
     done = wait_status(client, headers, uuid, ("completed", "failed", "cancelled"), worker)
     assert done["status"] == "completed" and node_starts(uuid, "after") == 1
 
