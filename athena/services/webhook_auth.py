@@ -6,12 +6,10 @@ timestamp must be within ``WEBHOOK_SIGNATURE_TOLERANCE_SECONDS`` (5 min) of now,
 A signed request acts as the workflow's owner. A token, when present, always takes the
 token path (so members can still trigger by hand; an invalid token is a 401 even if signed).
 
-Secrets are stored Fernet-encrypted (``enc:v1:<token>``) under a key derived (HKDF-SHA256)
-from ``SECRET_KEY``: HMAC needs the secret itself, so it cannot be hashed. Values written
-before encryption (no prefix) are still read as clear text."""
+Secrets are stored encrypted (:mod:`athena.crypto`): HMAC needs the secret itself, so it
+cannot be hashed."""
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -19,48 +17,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import select
 
+from athena.crypto import decrypt, encrypt
 from athena.auth import UNAUTHENTICATED, authenticate, token_from_request
 from athena.extensions import db
 from athena.models import User, Workflow, Workspace
 
 TIMESTAMP_HEADER = "X-Athena-Timestamp"
 SIGNATURE_HEADER = "X-Athena-Signature"
-PREFIX = "enc:v1:"
 BAD_SIGNATURE = "Invalid webhook signature."
 STALE = "The webhook timestamp is missing, malformed, or more than the allowed tolerance from now."
 _DUMMY_SECRET = b"athena-no-such-webhook-secret"
 
 
-@functools.lru_cache(maxsize=8)
-def _fernet(secret_key: str) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"athena webhook secret v1").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-def encrypt_secret(clear: str | None) -> str | None:
-    """What the ``webhook_secret`` column stores for ``clear`` (None clears the secret)."""
-    if not clear:
-        return None
-    return PREFIX + _fernet(current_app.config["SECRET_KEY"]).encrypt(clear.encode()).decode()
-
-
-def decrypt_secret(stored: str | None) -> str | None:
-    if not stored:
-        return None
-    if not stored.startswith(PREFIX):
-        return stored  # legacy clear value
-    try:
-        return _fernet(current_app.config["SECRET_KEY"]).decrypt(stored[len(PREFIX):].encode()).decode()
-    except InvalidToken:
-        return None  # SECRET_KEY changed: the secret is unusable (set it again)
+# The column stores the secret encrypted (athena/crypto.py): HMAC needs the secret itself.
+encrypt_secret = encrypt
+decrypt_secret = decrypt
 
 
 def signature_for(secret: str, timestamp: str, body: bytes) -> str:

@@ -8,6 +8,7 @@ from flask_smorest import abort
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
+from athena.crypto import decrypt, encrypt
 from athena.engine import Graph, GraphValidationError
 from athena.extensions import db
 from athena.models import IN_PROGRESS_STATUSES, User, Workflow, WorkflowExecution, WorkflowFavorite
@@ -19,35 +20,41 @@ from athena.timeutil import utcnow
 SECRET_MASK = "********"
 
 
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("secret"))
+
+
 def public_variables(variables: dict | None) -> dict:
     """Variables as the API shows them: secrets (``{"value": ..., "secret": true}``) masked."""
-    shown: dict[str, Any] = {}
-    for name, value in (variables or {}).items():
-        if isinstance(value, dict) and value.get("secret"):
-            shown[name] = {"secret": True, "value": SECRET_MASK}
-        else:
-            shown[name] = value
-    return shown
+    return {name: {"secret": True, "value": SECRET_MASK} if _is_secret(value) else value
+            for name, value in (variables or {}).items()}
 
 
 def runtime_variables(variables: dict | None) -> dict:
-    """Variables as expressions see them: secrets unwrapped to their value."""
-    return {
-        name: value["value"] if isinstance(value, dict) and value.get("secret") else value
-        for name, value in (variables or {}).items()
-    }
+    """Variables as expressions see them: secrets decrypted to their value."""
+    return {name: decrypt(value.get("value")) if _is_secret(value) else value
+            for name, value in (variables or {}).items()}
 
 
-def _merge_variables(old: dict | None, new: dict) -> dict:
-    """A masked secret sent back unchanged keeps its stored value."""
-    merged = {}
+def _store_variables(old: dict | None, new: dict) -> dict:
+    """Secrets are stored encrypted; a masked secret sent back unchanged keeps its stored value."""
+    stored: dict[str, Any] = {}
     for name, value in new.items():
-        if isinstance(value, dict) and value.get("secret") and value.get("value") == SECRET_MASK:
-            previous = (old or {}).get(name)
-            if isinstance(previous, dict) and previous.get("secret"):
+        if _is_secret(value):
+            clear = value.get("value")
+            if clear == SECRET_MASK:
+                previous = (old or {}).get(name)
+                if not _is_secret(previous):
+                    message = f"variables.{name}: send the secret's value (the mask only keeps an existing secret)"
+                    abort(422, message=message, errors={f"variables.{name}": [message]})
                 value = previous
-        merged[name] = value
-    return merged
+            elif not isinstance(clear, str) or not clear:
+                message = f"variables.{name}: a secret's value must be a non-empty string"
+                abort(422, message=message, errors={f"variables.{name}": [message]})
+            else:
+                value = {"secret": True, "value": encrypt(clear)}
+        stored[name] = value
+    return stored
 
 
 def validate_graph(nodes: list, edges: list) -> None:
@@ -69,7 +76,7 @@ def _apply(workflow: Workflow, body: dict) -> None:
     if "webhook_secret" in body:  # stored encrypted (HMAC needs the secret back, so no hash)
         body = {**body, "webhook_secret": encrypt_secret(body["webhook_secret"])}
     if "variables" in body:
-        body = {**body, "variables": _merge_variables(workflow.variables, body["variables"])}
+        body = {**body, "variables": _store_variables(workflow.variables, body["variables"])}
     for key, value in body.items():
         setattr(workflow, key, value)
 

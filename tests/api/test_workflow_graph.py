@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from athena.crypto import decrypt, is_encrypted
 from athena.extensions import db
 from athena.models import Workflow
 from tests.api.helpers import assert_json_error
@@ -131,17 +132,26 @@ def test_secret_variables_are_masked_and_kept(client):
         db.session.expire_all()
         return db.session.execute(db.select(Workflow.variables).where(Workflow.uuid == uuid)).scalar_one()
 
-    assert stored()["api_key"] == {"secret": True, "value": "sk-live-123"}
+    def clear(variables: dict) -> dict:  # secrets are encrypted at rest; decrypt to compare
+        return {k: {"secret": True, "value": decrypt(v["value"])} if isinstance(v, dict) else v
+                for k, v in variables.items()}
+
+    assert is_encrypted(stored()["api_key"]["value"]) and "sk-live-123" not in str(stored())
+    assert clear(stored())["api_key"] == {"secret": True, "value": "sk-live-123"}
     # the editor sends back what it was shown, plus a change elsewhere: the secret survives
     echoed = client.put(f"{BASE}/{uuid}", json={"variables": {**shown, "base": "https://eu.example.com"}},
                         headers=headers)
     assert echoed.status_code == 200
     assert echoed.json["data"]["variables"]["api_key"]["value"] == "********"
-    assert stored() == {"api_key": {"secret": True, "value": "sk-live-123"}, "base": "https://eu.example.com"}
+    assert clear(stored()) == {"api_key": {"secret": True, "value": "sk-live-123"}, "base": "https://eu.example.com"}
     # a new value replaces it
     client.put(f"{BASE}/{uuid}", json={"variables": {"api_key": {"secret": True, "value": "sk-new"}}},
                headers=headers)
-    assert stored() == {"api_key": {"secret": True, "value": "sk-new"}}
+    assert clear(stored()) == {"api_key": {"secret": True, "value": "sk-new"}}
+    # a mask for a secret that never existed is refused, not stored
+    bad = client.put(f"{BASE}/{uuid}", json={"variables": {"other": {"secret": True, "value": "********"}}},
+                     headers=headers)
+    assert bad.status_code == 422 and "variables.other" in bad.json["errors"]
 
 
 # -- malformed requests -------------------------------------------------------------------------
