@@ -18,16 +18,21 @@ from redis import Redis
 PREFIX = "athena"
 
 _APPEND = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-local wseq = 0
-if ARGV[4] == '1' then
-  wseq = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], wseq .. '-0', 'e', ARGV[1], 'x', seq)
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[4], ARGV[3])
+local maxlen, ttl = ARGV[1], ARGV[2]
+local seq, wseq = 0, 0
+for i = 3, #ARGV, 2 do
+  seq = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-0', 'e', ARGV[i])
+  if ARGV[i + 1] == '1' then
+    wseq = redis.call('INCR', KEYS[3])
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, wseq .. '-0', 'e', ARGV[i], 'x', seq)
+  end
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+if wseq > 0 then
+  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('EXPIRE', KEYS[4], ttl)
 end
 local stop = redis.call('EXISTS', KEYS[5])
 return {seq, wseq, stop}
@@ -82,13 +87,22 @@ class EventLog:
         self._append = redis.register_script(_APPEND)
 
     def append(self, execution_uuid: str, workspace_uuid: str, event: str, **fields: Any) -> AppendResult:
-        payload = {"event": event, "ts": now_ts(), "execution_uuid": execution_uuid,
-                   "workspace_uuid": workspace_uuid, **fields}
-        to_workspace = "1" if event in WORKSPACE_EVENTS else "0"
+        return self.append_many(execution_uuid, workspace_uuid, [(event, fields)])
+
+    def append_many(self, execution_uuid: str, workspace_uuid: str,
+                    events: list[tuple[str, dict[str, Any]]]) -> AppendResult:
+        """Append several events in order in one round trip; the result is the last one's."""
+        args: list[Any] = [self.maxlen, self.ttl]
+        ts = now_ts()
+        for event, fields in events:
+            payload = {"event": event, "ts": ts, "execution_uuid": execution_uuid,
+                       "workspace_uuid": workspace_uuid, **fields}
+            args += [json.dumps(payload, default=str, separators=(",", ":")),
+                     "1" if event in WORKSPACE_EVENTS else "0"]
         seq, wseq, stop = self._append(
             keys=[seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
                   workspace_stream_key(workspace_uuid), stop_key(execution_uuid)],
-            args=[json.dumps(payload, default=str, separators=(",", ":")), self.maxlen, self.ttl, to_workspace],
+            args=args,
         )
         return AppendResult(int(seq), int(wseq), bool(stop))
 

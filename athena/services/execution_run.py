@@ -5,13 +5,16 @@ database (one transaction per node), appends every event to the replayable log, 
 stop signals back to the engine."""
 from __future__ import annotations
 
+import functools
+import logging
 import json
 import time
 from datetime import datetime
 from typing import Any, Callable
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from athena.engine import (
     Graph, GraphValidationError, LoopProgress, NodeFinished, NodeStarted, RunContext, RunFinished,
@@ -20,12 +23,14 @@ from athena.engine import (
 from athena.eventlog import EventLog, event_log_for_app
 from athena.extensions import db
 from athena.redis_client import get_redis
-from athena.models import WorkflowExecution, WorkflowExecutionData
+from athena.models import Workflow, WorkflowExecution, WorkflowExecutionData
+from athena.services.executions import claim_final_events
 from athena.services.leases import Lease
 from athena.services.status import transition
 from athena.services.workflows import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
 
+log = logging.getLogger(__name__)
 MAX_EVENT_OUTPUT_BYTES = 64 * 1024
 STOP_RECHECK_SECONDS = 0.005
 
@@ -35,6 +40,19 @@ def _bounded(value: Any) -> tuple[Any, bool]:
     if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
         return None, True
     return value, False
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(canonical: str) -> Graph:
+    nodes, edges = json.loads(canonical)
+    return Graph.parse(nodes, edges)
+
+
+def parsed_graph(nodes: list, edges: list) -> Graph:
+    """Validated graphs are cached per worker by content: a workflow's runs share one plan.
+    (The runner only reads the graph; node types are registered at import, so a cached plan
+    stays valid for the life of the process.)"""
+    return _parse_cached(json.dumps([nodes, edges], sort_keys=True, separators=(",", ":")))
 
 
 def _iteration(event: NodeStarted | NodeFinished) -> dict[str, int]:
@@ -52,13 +70,26 @@ class ExecutionRun:
         self.log: EventLog = event_log_for_app()
         self.stop_flag = False
         self.last_stop_check = 0.0
+        self.pending: list[tuple[str, dict[str, Any]]] = []  # events waiting for the next round trip
         self.clock_started = time.monotonic()
 
     # -- signals -----------------------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
-        result = self.log.append(self.uuid, self.workspace_uuid, event, workflow_uuid=self.workflow_uuid, **fields)
+        """Append ``event`` now, after any queued ones (one Redis round trip for all)."""
+        self.queue(event, **fields)
+        self.flush_events()
+
+    def flush_events(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        result = self.log.append_many(self.uuid, self.workspace_uuid, batch)
         self.stop_flag = self.stop_flag or result.stop_requested
         self.last_stop_check = time.monotonic()
+
+    def queue(self, event: str, **fields: Any) -> None:
+        """Hold ``event`` for the next :meth:`emit` (always right after, before any node runs)."""
+        self.pending.append((event, {"workflow_uuid": self.workflow_uuid, **fields}))
 
     def should_stop(self) -> bool:
         if not self.stop_flag and time.monotonic() - self.last_stop_check > STOP_RECHECK_SECONDS:
@@ -69,7 +100,11 @@ class ExecutionRun:
     # -- main --------------------------------------------------------------------------------
     def run(self) -> str:
         """Own the execution through its lease for as long as this job runs it."""
-        execution = db.session.get(WorkflowExecution, self.execution_id)
+        execution = db.session.execute(
+            select(WorkflowExecution).where(WorkflowExecution.id == self.execution_id)
+            .options(joinedload(WorkflowExecution.workflow).joinedload(Workflow.workspace),
+                     joinedload(WorkflowExecution.execution_data))
+        ).unique().scalar_one_or_none()
         if execution is None or execution.deleted_at is not None:
             return "missing"
         if execution.is_finished:
@@ -80,6 +115,13 @@ class ExecutionRun:
             return "busy: another worker holds the lease"
         try:
             return self._run(execution)
+        except Exception as exc:  # a bug or an infrastructure error: fail loudly, never hang "running"
+            log.exception("execution %s: unexpected error", self.execution_id)
+            db.session.rollback()
+            if hasattr(self, "data_id"):
+                self.pending.clear()
+                return self.finish("failed", None, f"Internal error while running the workflow: {type(exc).__name__}")
+            raise
         finally:
             lease.release()
 
@@ -87,8 +129,16 @@ class ExecutionRun:
         self.uuid = execution.uuid
         self.workflow_uuid = execution.workflow.uuid
         self.workspace_uuid = execution.workflow.workspace.uuid
+        self.retry_of = execution.retry_of
         started_at = execution.started_at or utcnow()
         timed_wait = execution.wait_till is not None
+        # Everything the run needs, read now: commits below expire the loaded rows.
+        data: WorkflowExecutionData = execution.execution_data
+        trigger_data, mode = execution.input, execution.mode
+        variables = runtime_variables(execution.workflow.variables)
+        self.data_id = data.id
+        self.meta = dict(data.meta or {})
+        graph_json, entries = dict(data.data or {}), list(data.workflow_data or [])
         from athena.services import resume as resumption
 
         if self.resume and not resumption.claim(execution.id, list(self.resume)):
@@ -99,7 +149,6 @@ class ExecutionRun:
         elif transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
                         started_at=started_at, wait_till=None):
             db.session.commit()
-            db.session.refresh(execution)
             self.emit("execution.status", status="running")
         else:
             db.session.rollback()
@@ -107,23 +156,20 @@ class ExecutionRun:
         if self.resume:  # approval nodes resume with the decision stored on their approval row
             from athena.services.approvals import resolve_resume
 
-            self.resume = resolve_resume(execution.id, self.resume, self.emit)
-        data: WorkflowExecutionData = execution.execution_data
-        self.data_id = data.id
-        self.meta = dict(data.meta or {})
-        self.meta["workflow_execution_data_id"] = data.id
+            self.resume = resolve_resume(self.execution_id, self.resume, self.emit)
+        self.meta["workflow_execution_data_id"] = self.data_id
         if self.resume and timed_wait and self.meta.get("wait_started_at"):
             self.meta["wait_completed_at"] = iso(utcnow())
         self.elapsed_before = float(self.meta.get("execution_time") or 0)
         try:
-            graph = Graph.parse((data.data or {}).get("nodes", []), (data.data or {}).get("edges", []))
+            graph = parsed_graph(graph_json.get("nodes", []), graph_json.get("edges", []))
         except GraphValidationError as exc:
-            return self.finish(execution, "failed", None, f"The workflow graph is invalid: {exc}")
-        self.state = RunState.from_entries(list(data.workflow_data or []))
+            return self.finish("failed", None, f"The workflow graph is invalid: {exc}")
+        self.state = RunState.from_entries(entries)
         ctx = RunContext(
-            trigger_data=execution.input,
-            variables=runtime_variables(execution.workflow.variables),
-            execution={"uuid": execution.uuid, "id": execution.id, "mode": execution.mode,
+            trigger_data=trigger_data,
+            variables=variables,
+            execution={"uuid": self.uuid, "id": self.execution_id, "mode": mode,
                        "workflow_uuid": self.workflow_uuid},
             should_stop=self.should_stop,
             should_handoff=self.should_handoff,
@@ -145,8 +191,7 @@ class ExecutionRun:
             elif isinstance(event, RunStopped):
                 return self.hand_over() if event.handoff else self.stopped()
             elif isinstance(event, RunFinished):
-                execution = db.session.get(WorkflowExecution, self.execution_id)
-                return self.finish(execution, event.status, event.output, event.error)
+                return self.finish(event.status, event.output, event.error)
         return "ended"
 
     def services(self) -> dict[str, Any]:
@@ -192,16 +237,16 @@ class ExecutionRun:
         db.session.commit()
 
     def on_node_started(self, event: NodeStarted) -> None:
+        """One transaction checkpoints the node that just finished together with the one that
+        starts; one round trip logs both events. Nothing runs in between, so a crash loses at
+        most the node in progress, as with a separate checkpoint."""
         self.meta["running_node"] = event.node_id
-        db.session.execute(
-            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
-            .values(meta=dict(self.meta)).execution_options(synchronize_session=False)
-        )
-        db.session.commit()
+        self.checkpoint()
         self.emit("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at,
                   **_iteration(event))
 
     def on_node_finished(self, event: NodeFinished) -> None:
+        """Counted now; written by the next checkpoint (the next node's start, or the end)."""
         entry = event.entry
         if entry["status"] != "skipped":
             self.meta["processed_count"] = int(self.meta.get("processed_count") or 0) + 1
@@ -209,11 +254,10 @@ class ExecutionRun:
             self.meta["error_count"] = int(self.meta.get("error_count") or 0) + 1
         self.meta["retry_count"] = int(self.meta.get("retry_count") or 0) + int(event.retries or 0)
         self.meta["running_node"] = None
-        self.checkpoint()
         output, truncated = _bounded(entry.get("output"))
-        self.emit("node.finished", node_id=event.node_id, node_type=entry.get("type"), status=entry["status"],
-                  output=output, output_truncated=truncated, error=entry.get("error"), handle=entry.get("handle"),
-                  started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"), **_iteration(event))
+        self.queue("node.finished", node_id=event.node_id, node_type=entry.get("type"), status=entry["status"],
+                   output=output, output_truncated=truncated, error=entry.get("error"), handle=entry.get("handle"),
+                   started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"), **_iteration(event))
 
     def on_loop_progress(self, event: LoopProgress) -> None:
         """A for_each item finished: checkpoint the loop node's {"results", "next_index"} entry."""
@@ -257,42 +301,49 @@ class ExecutionRun:
         continues from here (the lease is released when this job returns)."""
         self.meta["running_node"] = None
         self.checkpoint()
+        self.flush_events()
         from athena.services.recovery import enqueue_continuation
 
         enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
         return "handed over"
+
+    def emit_final(self, status: str, **fields: Any) -> None:
+        """The terminal pair, unless someone else (the API's stop) already emitted it."""
+        if claim_final_events(self.uuid):
+            self.queue("execution.status", status=status)
+            self.queue("execution.finished", status=status, **fields)
+        self.flush_events()
 
     def stopped(self) -> str:
         self.meta["running_node"] = None
         self.checkpoint()
         transition(self.execution_id, "cancelled", error="Stopped")  # no-op if the API already wrote it
         db.session.commit()
-        self.emit("execution.status", status="cancelled")
-        self.emit("execution.finished", status="cancelled", output=None, error="Stopped")
+        self.emit_final("cancelled", output=None, error="Stopped")
         return "cancelled"
 
-    def finish(self, execution: WorkflowExecution, status: str, output: Any, error: str | None) -> str:
+    def finish(self, status: str, output: Any, error: str | None) -> str:
         self.meta["running_node"] = None
         self.meta["execution_time"] = self.execution_time()
+        values: dict[str, Any] = {"meta": dict(self.meta)}
+        if hasattr(self, "state"):
+            values["workflow_data"] = self.state.to_entries()
         db.session.execute(
             update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
-            .values(workflow_data=self.state.to_entries() if hasattr(self, "state") else [], meta=dict(self.meta))
-            .execution_options(synchronize_session=False)
+            .values(**values).execution_options(synchronize_session=False)
         )
-        if not transition(execution.id, status, only_from=("running",), output=output, error=error):
+        if not transition(self.execution_id, status, only_from=("running",), output=output, error=error):
             db.session.commit()  # keep the checkpoint; the status was already terminal (stopped)
-            self.emit("execution.status", status="cancelled")
-            self.emit("execution.finished", status="cancelled", output=None, error=error or "Stopped")
+            self.emit_final("cancelled", output=None, error=error or "Stopped")
             return "cancelled"
-        if status == "completed" and execution.retry_of:
+        if status == "completed" and self.retry_of:
             db.session.execute(
-                update(WorkflowExecution).where(WorkflowExecution.uuid == execution.retry_of)
-                .values(retry_success_id=execution.uuid).execution_options(synchronize_session=False)
+                update(WorkflowExecution).where(WorkflowExecution.uuid == self.retry_of)
+                .values(retry_success_id=self.uuid).execution_options(synchronize_session=False)
             )
         db.session.commit()
         output, truncated = _bounded(output)
-        self.emit("execution.status", status=status)
-        self.emit("execution.finished", status=status, output=output, output_truncated=truncated, error=error)
+        self.emit_final(status, output=output, output_truncated=truncated, error=error)
         from athena.services.resume import notify_parent
 
         notify_parent(self.execution_id)

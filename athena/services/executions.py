@@ -39,6 +39,19 @@ def finished_event(execution: WorkflowExecution, status: str, output: Any = None
     )
 
 
+def final_events_key(execution_uuid: str) -> str:
+    return f"athena:exec:{execution_uuid}:final"
+
+
+def claim_final_events(execution_uuid: str) -> bool:
+    """The terminal ``execution.status`` + ``execution.finished`` pair is emitted once per execution,
+    by whoever claims it first: the worker (finishing, or noticing a stop) or the API (stopping an
+    execution no worker runs). Without the claim a stop racing the worker's own ending emitted
+    the pair twice (the worker released its lease just before the API looked for it)."""
+    ttl = current_app.config["EVENT_LOG_TTL_SECONDS"]
+    return bool(get_redis().set(final_events_key(execution_uuid), "1", nx=True, ex=ttl))
+
+
 def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id: str | None = None) -> None:
     config = current_app.config
     get_queue().enqueue(
@@ -117,7 +130,7 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
     from athena.services.recovery import worker_gone
 
     # A running job emits the final events itself when it notices; a dead or absent one cannot.
-    if previous != "running" or worker_gone(execution.uuid):
+    if (previous != "running" or worker_gone(execution.uuid)) and claim_final_events(execution.uuid):
         status_event(execution, "cancelled")
         finished_event(execution, "cancelled", error=reason)
     if cascade:

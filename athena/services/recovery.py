@@ -133,9 +133,11 @@ def requeue_lost_pending(grace_seconds: float) -> int:
 
 
 def _final_events(execution_id: int, status: str, error: str | None) -> None:
-    from athena.services.executions import finished_event, status_event
+    from athena.services.executions import claim_final_events, finished_event, status_event
 
     execution = db.session.get(WorkflowExecution, execution_id)
+    if not claim_final_events(execution.uuid):
+        return
     status_event(execution, status)
     finished_event(execution, status, error=error)
 
