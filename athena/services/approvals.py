@@ -186,13 +186,16 @@ def decide(user: User, execution_uuid: str, ref: str, decision: str, comment: st
         db.session.rollback()
         abort(409, message="This approval was already decided.")
     _refresh_review_flag(execution.id)
-    db.session.commit()
     db.session.refresh(approval)
     payload = decision_payload(approval)
+    # Appended before the commit, while this transaction holds the approval row: a stop racing
+    # the decision cancels the approvals in its own transaction, so it commits (and emits
+    # ``execution.finished``) only after this; the decision never follows the execution's end.
     event_log_for_app().append(
         execution.uuid, execution.workflow.workspace.uuid, "approval.decided",
         workflow_uuid=execution.workflow.uuid, **_event_fields(approval), decision=decision,
         timed_out=False, comment=comment, user=payload["user"], decided_at=payload["decided_at"],
     )
+    db.session.commit()
     enqueue_resume(execution.id, approval.node_id, payload, job_id=f"athena-approval-{approval.uuid}")
     return annotate([approval], execution)[0]

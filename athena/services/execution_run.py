@@ -108,6 +108,12 @@ class ExecutionRun:
         if execution is None or execution.deleted_at is not None:
             return "missing"
         if execution.is_finished:
+            if self.continuing:  # stopped during a hand-over: nobody may have emitted the final pair
+                from athena.services.executions import finished_event, status_event
+
+                if claim_final_events(execution.uuid):
+                    status_event(execution, execution.status)
+                    finished_event(execution, execution.status, error=execution.error)
             return f"already {execution.status}"
         lease = Lease(get_redis(), execution.uuid, current_app.config["EXECUTION_LEASE_SECONDS"])
         if not lease.acquire():
@@ -248,7 +254,7 @@ class ExecutionRun:
     def on_node_finished(self, event: NodeFinished) -> None:
         """Counted now; written by the next checkpoint (the next node's start, or the end)."""
         entry = event.entry
-        if entry["status"] != "skipped":
+        if entry["status"] in ("success", "error"):  # not skipped, not a suspension (counted when it ends)
             self.meta["processed_count"] = int(self.meta.get("processed_count") or 0) + 1
         if entry["status"] == "error":
             self.meta["error_count"] = int(self.meta.get("error_count") or 0) + 1
