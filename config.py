@@ -72,6 +72,9 @@ class Config:
     WEBHOOK_WAIT_TIMEOUT = _env_float("ATHENA_WEBHOOK_WAIT_TIMEOUT", 30.0)
     # Signed webhooks: how far X-Athena-Timestamp may be from now (either way), in seconds.
     WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = _env_int("ATHENA_WEBHOOK_SIGNATURE_TOLERANCE", 300)
+    # Webhook rate limit per workflow (fixed window in Redis): requests per window; 0 disables.
+    WEBHOOK_RATE_LIMIT = _env_int("ATHENA_WEBHOOK_RATE_LIMIT", 600)
+    WEBHOOK_RATE_WINDOW_SECONDS = _env_float("ATHENA_WEBHOOK_RATE_WINDOW", 60.0)
     # Schedule triggers: how often each worker's reconcile pass runs (one pass per interval
     # cluster-wide) and how long a tick's Redis claim lives (the database check outlives it).
     SCHEDULE_RECONCILE_SECONDS = _env_int("ATHENA_SCHEDULE_RECONCILE_SECONDS", 60)

@@ -7,7 +7,7 @@ from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from athena.api.base import envelope
+from athena.api.base import ErrorSchema, envelope
 from athena.auth import SECURITY, current_user
 from athena.engine.nodes.respond_to_webhook import RespondToWebhook, render
 from athena.eventlog import event_log_for_app, stream_key
@@ -16,6 +16,7 @@ from athena.models import WorkflowExecutionData
 from athena.schemas.executions import ExecutionSchema, WebhookArgsSchema
 from athena.services import executions as service
 from athena.services.access import get_workflow
+from athena.services.rate_limit import enforce_webhook_limit
 from athena.services.webhook_auth import webhook_caller
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/workflows", description="Webhook triggers")
@@ -76,6 +77,11 @@ class WorkflowWebhook(MethodView):
     @blp.arguments(WebhookArgsSchema, location="query")
     @blp.response(202, envelope(ExecutionSchema))
     @blp.alt_response(200, schema=envelope(ExecutionSchema), description="With wait=true, the finished execution")
+    @blp.alt_response(429, schema=ErrorSchema, description="Too many calls for this workflow in the rate "
+                      "window (ATHENA_WEBHOOK_RATE_LIMIT per ATHENA_WEBHOOK_RATE_WINDOW); Retry-After says when "
+                      "to try again (seconds). Nothing is created.",
+                      headers={"Retry-After": {"description": "Seconds until the rate window resets",
+                                               "schema": {"type": "integer"}}})
     def post(self, args, uuid):
         """Trigger a workflow by webhook; with ``wait=true`` answer with the final status and output
 
@@ -87,6 +93,7 @@ class WorkflowWebhook(MethodView):
         workflow = g.signed_workflow or get_workflow(current_user(), uuid, write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
+        enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
         execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload())
         if not args["wait"]:
             return {"data": execution}

@@ -3,7 +3,7 @@ a viewer's write is a 403."""
 from __future__ import annotations
 
 from flask_smorest import abort
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 
 from athena.extensions import db
 from athena.models import WRITE_ROLES, User, Workflow, WorkflowExecution, Workspace, WorkspaceMember
@@ -58,12 +58,16 @@ def get_workspace(user: User, uuid: str, *, write: bool = False) -> Workspace:
     return workspace
 
 
+def _not_someone_elses_private(user: User) -> ColumnElement[bool]:
+    return (Workflow.visibility != "private") | (Workflow.user_id == user.id)
+
+
 def visible_workflows(user: User) -> Select:
     """Workflows the user may see: live ones in their workspaces; private ones only their own."""
     return select(Workflow).where(
         Workflow.deleted_at.is_(None),
         Workflow.workspace_id.in_(member_workspace_ids(user)),
-        (Workflow.visibility != "private") | (Workflow.user_id == user.id),
+        _not_someone_elses_private(user),
     )
 
 
@@ -79,11 +83,21 @@ def get_workflow(user: User, uuid: str, *, write: bool = False, lock: bool = Fal
     return workflow
 
 
-def visible_executions(user: User) -> Select:
-    return select(WorkflowExecution).where(
+def visible_execution_filters(user: User) -> tuple:
+    """Executions the user may see: live ones in their workspaces, of workflows they may see (a
+    private workflow's executions only by its owner, like the workflow itself; deleted workflows
+    keep their history)."""
+    return (
         WorkflowExecution.deleted_at.is_(None),
         WorkflowExecution.workspace_id.in_(member_workspace_ids(user)),
+        WorkflowExecution.workflow_id.in_(select(Workflow.id).where(
+            Workflow.workspace_id.in_(member_workspace_ids(user)), _not_someone_elses_private(user)
+        )),
     )
+
+
+def visible_executions(user: User) -> Select:
+    return select(WorkflowExecution).where(*visible_execution_filters(user))
 
 
 def get_execution(user: User, uuid: str, *, write: bool = False) -> WorkflowExecution:

@@ -10,7 +10,9 @@ from sqlalchemy.orm import selectinload
 
 from athena.extensions import db
 from athena.models import Organization, User, Workflow, WorkflowApproval, WorkflowExecution, Workspace
-from athena.services.access import get_workspace, member_workspace_ids, visible_executions
+from athena.services.access import (
+    get_workspace, member_workspace_ids, visible_execution_filters, visible_executions,
+)
 from athena.services.workflows import annotate as annotate_workflows
 from athena.schemas.executions import dump_included_data, dump_included_workflow
 
@@ -139,8 +141,7 @@ def count(user: User, args: dict) -> int:
     if not (args.get("workspace_uuid") or args.get("multiplai_id")):
         message = "workspace_uuid or multiplai_id is required."
         abort(422, message=message, errors={"workspace_uuid": [message]})
-    query = select(func.count()).select_from(WorkflowExecution).where(
-        WorkflowExecution.deleted_at.is_(None), WorkflowExecution.workspace_id.in_(member_workspace_ids(user)))
+    query = select(func.count()).select_from(WorkflowExecution).where(*visible_execution_filters(user))
     if args.get("workspace_uuid"):
         query = query.where(WorkflowExecution.workspace_id == get_workspace(user, args["workspace_uuid"]).id)
     else:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
@@ -93,7 +94,10 @@ class ExecutionRun:
 
     def should_stop(self) -> bool:
         if not self.stop_flag and time.monotonic() - self.last_stop_check > STOP_RECHECK_SECONDS:
-            self.stop_flag = self.log.stop_requested(self.uuid)
+            try:
+                self.stop_flag = self.log.stop_requested(self.uuid)
+            except RedisError:
+                return self.stop_flag  # Redis away: keep the last answer; the node goes on
             self.last_stop_check = time.monotonic()
         return self.stop_flag
 
@@ -121,7 +125,12 @@ class ExecutionRun:
             return "busy: another worker holds the lease"
         try:
             return self._run(execution)
-        except Exception as exc:  # a bug or an infrastructure error: fail loudly, never hang "running"
+        except RedisError:
+            # Redis went away: leave the execution ``running`` at its last checkpoint; the sweeper
+            # continues it once the lease (in Redis) is seen expired.
+            db.session.rollback()
+            raise
+        except Exception as exc:  # a bug: fail loudly, never leave the execution hanging "running"
             log.exception("execution %s: unexpected error", self.execution_id)
             db.session.rollback()
             if hasattr(self, "data_id"):

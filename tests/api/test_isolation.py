@@ -8,32 +8,18 @@ member of ANOTHER workspace with a valid token. Every call must answer 404 and l
 row of every table exactly as it was."""
 from __future__ import annotations
 
-import uuid as uuid_lib
-
 from sqlalchemy import inspect as sa_inspect
 
 from athena.extensions import db
 from athena.models import WorkflowApproval, WorkflowExecution
-from athena.timeutil import iso, utcnow
+from athena.timeutil import utcnow
+from tests.api.helpers import METHODS, changed_tables, fill_path, request_parts, snapshot
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 
-METHODS = ("get", "put", "patch", "post", "delete")
 # Operations that legitimately answer an outsider with something other than 404, each with
 # the reason. Keep this empty unless an endpoint is public by design (e.g. a webhook that
 # authenticates with a per-workflow secret instead of workspace membership).
 NOT_WORKSPACE_SCOPED: dict[tuple[str, str], str] = {}
-# Which victim object a path parameter names, by the path segment just before it...
-BY_SEGMENT = {
-    "workspaces": "workspace", "workflows": "workflow", "workflow-executions": "execution",
-    "executions": "execution", "approvals": "approval", "members": "member", "users": "member",
-}
-# ...or, failing that, by the parameter's own name.
-BY_NAME = {
-    "workspace_uuid": "workspace", "workflow_uuid": "workflow", "execution_uuid": "execution",
-    "approval_uuid": "approval", "approval_id": "approval", "user_uuid": "member",
-}
-# Columns that may change on any authenticated request (bookkeeping, not data).
-VOLATILE = {("api_tokens", "last_used_at")}
 
 
 def _victim() -> dict[str, str]:
@@ -52,74 +38,6 @@ def _victim() -> dict[str, str]:
             "approval": approval.uuid, "member": editor.uuid}
 
 
-def _fill_path(path: str, victim: dict[str, str]) -> str:
-    segments = path.split("/")
-    for index, segment in enumerate(segments):
-        if segment.startswith("{") and segment.endswith("}"):
-            name = segment[1:-1]
-            kind = BY_SEGMENT.get(segments[index - 1]) or BY_NAME.get(name)
-            segments[index] = victim[kind] if kind else str(uuid_lib.uuid4())
-    return "/".join(segments)
-
-
-def _resolve(spec: dict, schema: dict) -> dict:
-    while "$ref" in schema:
-        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
-    return schema
-
-
-def _example(spec: dict, schema: dict, name: str, attacker_email: str):
-    """A small valid value for ``schema``: what a plausible client would send."""
-    schema = _resolve(spec, schema)
-    if "enum" in schema:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if kind == "object" or "properties" in schema:
-        properties = schema.get("properties", {})
-        wanted = [key for key in properties if key in schema.get("required", []) or key in ("name", "role", "comment")
-                  or _resolve(spec, properties[key]).get("type") == "boolean"]
-        return {key: _example(spec, properties[key], key, attacker_email) for key in wanted
-                if not _resolve(spec, properties[key]).get("readOnly")}
-    if kind == "array":
-        return []
-    if kind == "integer":
-        return max(1, schema.get("minimum", 1))
-    if kind == "number":
-        return 1
-    if kind == "boolean":
-        return True
-    fmt = schema.get("format")
-    if fmt == "email" or name == "email":
-        return attacker_email  # e.g. "add me to their workspace"
-    if fmt == "date-time":
-        return iso(utcnow())
-    if fmt in ("uri", "url"):
-        return "https://example.com/probe"
-    if fmt == "uuid" or name.endswith("uuid"):
-        return str(uuid_lib.uuid4())
-    return "probe".ljust(schema.get("minLength", 1), "x")[: schema.get("maxLength", 255)]
-
-
-def _request_parts(spec: dict, operation: dict, attacker_email: str) -> tuple[dict | None, dict]:
-    body = None
-    content = operation.get("requestBody", {}).get("content", {})
-    if "application/json" in content:
-        body = _example(spec, content["application/json"]["schema"], "", attacker_email)
-    query = {p["name"]: _example(spec, p.get("schema", {}), p["name"], attacker_email)
-             for p in operation.get("parameters", []) if p.get("in") == "query" and p.get("required")}
-    return body, query
-
-
-def _snapshot() -> dict[str, list[tuple]]:
-    db.session.expire_all()
-    rows = {}
-    for table in db.metadata.sorted_tables:
-        columns = [c for c in table.columns if (table.name, c.name) not in VOLATILE]
-        primary = list(table.primary_key.columns) or columns
-        rows[table.name] = [tuple(r) for r in db.session.execute(db.select(*columns).order_by(*primary)).all()]
-    return rows
-
-
 def test_every_id_taking_endpoint_is_404_to_another_workspace(app, client):
     victim = _victim()
     attacker = make_user()
@@ -136,15 +54,15 @@ def test_every_id_taking_endpoint_is_404_to_another_workspace(app, client):
         for method in METHODS:
             if method not in item or (method.upper(), path) in NOT_WORKSPACE_SCOPED:
                 continue
-            body, query = _request_parts(spec, item[method], attacker.email)
-            url = _fill_path(path, victim)
-            before = _snapshot()
+            body, query = request_parts(spec, item[method], attacker.email)
+            url = fill_path(path, victim)
+            before = snapshot()
             response = client.open(url, method=method.upper(), json=body, query_string=query, headers=headers)
             probed.append(f"{method.upper()} {path}")
             if response.status_code != 404 or not response.is_json:
                 problems.append(f"{method.upper()} {url} body={body!r} -> {response.status_code} "
                                 f"{response.get_data(as_text=True)[:300]}")
-            changed = [name for name, rows in _snapshot().items() if rows != before[name]]
+            changed = changed_tables(before)
             if changed:
                 problems.append(f"{method.upper()} {url} changed rows in {changed}")
     # the document really was enumerated (the Foundation endpoints at least)
@@ -155,7 +73,7 @@ def test_every_id_taking_endpoint_is_404_to_another_workspace(app, client):
     # and the same calls by the victim's own editor reach the objects (so the 404s above were earned)
     editor_headers = {"Authorization": headers_for_member(victim["member"])}
     for path in ("/api/v1/workspaces/{uuid}", "/api/v1/workflows/{uuid}"):
-        assert client.get(_fill_path(path, victim), headers=editor_headers).status_code == 200
+        assert client.get(fill_path(path, victim), headers=editor_headers).status_code == 200
 
 
 def headers_for_member(user_uuid: str) -> str:
