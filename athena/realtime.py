@@ -21,7 +21,7 @@ from sqlalchemy import select
 from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
 from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
 from athena.extensions import db, sock
-from athena.models import User, WorkflowExecution, Workspace
+from athena.models import User, Workflow, WorkflowExecution, Workspace
 from athena.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
 from athena.schemas.executions import ExecutionSchema
 from athena.services.access import NOT_FOUND, member_workspace_ids, visible_executions
@@ -84,7 +84,8 @@ def _load_execution(token: str | None, execution_uuid: str) -> tuple[WorkflowExe
     return execution, user
 
 
-def _check_workspace(token: str | None, workspace_uuid: str) -> None:
+def _check_workspace(token: str | None, workspace_uuid: str) -> int:
+    """The caller's user id, if they are a member of the workspace."""
     user = _user(token)
     found = db.session.execute(
         select(Workspace.id).where(Workspace.uuid == workspace_uuid, Workspace.deleted_at.is_(None),
@@ -92,6 +93,30 @@ def _check_workspace(token: str | None, workspace_uuid: str) -> None:
     ).scalar_one_or_none()
     if found is None:
         raise Refused(4404, NOT_FOUND)
+    return user.id
+
+
+class WorkflowVisibility:
+    """Events of other members' private workflows are not relayed (checked once per workflow)."""
+
+    def __init__(self, app: Flask, user_id: int) -> None:
+        self.app, self.user_id, self.known = app, user_id, {}
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        uuid = event.get("workflow_uuid")
+        if uuid is None:
+            return True
+        if uuid not in self.known:
+            with self.app.app_context():
+                try:
+                    user = db.session.get(User, self.user_id)
+                    self.known[uuid] = user is not None and db.session.execute(
+                        select(Workflow.id).where(Workflow.uuid == uuid,
+                                                  (Workflow.visibility != "private") | (Workflow.user_id == user.id))
+                    ).first() is not None
+                finally:
+                    db.session.remove()
+        return self.known[uuid]
 
 
 def _snapshot_message(execution: WorkflowExecution, user: User, last_seq: int) -> dict[str, Any]:
@@ -146,7 +171,7 @@ def workspace_channel(ws: Any, workspace_uuid: str) -> None:
     key = workspace_stream_key(workspace_uuid)
     token = request_token()
     try:
-        _check_workspace(token, workspace_uuid)
+        user_id = _check_workspace(token, workspace_uuid)
     finally:
         db.session.remove()
     last_seq = log.last_seq(key)
@@ -159,7 +184,7 @@ def workspace_channel(ws: Any, workspace_uuid: str) -> None:
             db.session.remove()
 
     send_json(ws, {"event": "snapshot", "workspace_uuid": workspace_uuid, "last_seq": last_seq})
-    _relay(ws, app, log, key, after_seq, recheck, workspace=True).run()
+    _relay(ws, app, log, key, after_seq, recheck, workspace=True, visible=WorkflowVisibility(app, user_id)).run()
 
 
 def _serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str) -> None:

@@ -71,6 +71,8 @@ class Relay:
     # Close at this monotonic time (finished in the database, final event still missing).
     deadline: float | None = None
     final: dict[str, Any] | None = field(default=None, repr=False)
+    # Events for which this returns False are skipped (the cursor still moves past them).
+    visible: Callable[[dict[str, Any]], bool] | None = None
 
     def finish_within_grace(self, final: dict[str, Any] | None = None) -> None:
         if self.deadline is None:
@@ -87,8 +89,10 @@ class Relay:
                 block = min(block, self.deadline - time.monotonic())
             batch = self.log.wait_after(self.key, self.cursor, max(1, int(block * 1000)), self.workspace)
             for event in batch:
-                send_json(self.ws, event)
                 self.cursor = event["seq"]
+                if self.visible is not None and not self.visible(event):
+                    continue
+                send_json(self.ws, event)
                 if self.stop_event is not None and event.get("event") == self.stop_event:
                     return self._close()
             if batch:
