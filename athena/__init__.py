@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 
 from flask import Flask, send_from_directory
 from sqlalchemy import event
@@ -14,8 +15,6 @@ BLUEPRINT_MODULES = (
     "athena.api.workflows",
     "athena.api.executions",
     "athena.api.webhooks",
-)
-OPTIONAL_BLUEPRINT_MODULES = (
     "athena.api.approvals",
     "athena.api.generate",
 )
@@ -42,6 +41,7 @@ def _register_docs_assets(app: Flask) -> None:
 
 
 def create_app(config_object: object | str | None = None) -> Flask:
+    from athena.auth import SECURITY_SCHEMES
     from config import config_for
 
     app = Flask(__name__, instance_path=None)
@@ -51,16 +51,16 @@ def create_app(config_object: object | str | None = None) -> Flask:
     app.json.sort_keys = False  # keep the documented field order
     app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/api/v1/docs-assets/")
     app.config["API_SPEC_OPTIONS"] = {
-        "components": {"securitySchemes": __import__("athena.auth", fromlist=["x"]).SECURITY_SCHEMES},
+        "components": {"securitySchemes": SECURITY_SCHEMES},
         "info": {"description": "Athena workflow automation API"},
     }
 
-    from athena import admin, cli, models  # noqa: F401  (models register their tables)
+    from athena import admin, cli, models, realtime  # noqa: F401  (models register their tables)
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(__import__("pathlib").Path(__file__).parent.parent / "migrations"))
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     sock.init_app(app)
     api.init_app(app)
     init_redis(app)
@@ -71,19 +71,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
 
     for name in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(name).blp)
-    for name in OPTIONAL_BLUEPRINT_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        api.register_blueprint(module.blp)
-    try:
-        import_module("athena.realtime").init_app(app)
-    except ModuleNotFoundError as exc:
-        if exc.name != "athena.realtime":
-            raise
+    realtime.init_app(app)
 
     _register_docs_assets(app)
     admin.init_app(app)
