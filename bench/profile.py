@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Leaf-most frame that matches decides the bucket of a sample.
 BUCKETS: list[tuple[str, Callable[[str, str], bool]]] = [
     ("DB driver: execute/commit (SQLite C code or PostgreSQL round trip)",
-     lambda fn, f: fn in ("do_execute", "do_commit", "do_executemany", "do_rollback", "do_execute_no_params")
-     or f.startswith(("psycopg/", "sqlite3/"))),
+     lambda fn, f: fn.rsplit(".", 1)[-1] in ("do_execute", "do_commit", "do_executemany", "do_rollback",
+                                              "do_execute_no_params") or f.startswith(("psycopg/", "sqlite3/"))),
     ("Redis client (incl. waiting for Redis)", lambda fn, f: f.startswith("redis/")),
     ("SQLAlchemy (Python)", lambda fn, f: f.startswith("sqlalchemy/") or f.startswith("flask_sqlalchemy/")),
     ("marshmallow / flask-smorest / webargs", lambda fn, f: f.startswith(("marshmallow/", "flask_smorest/", "webargs/",
@@ -63,12 +63,15 @@ def ensure_pyspy(log: Callable[[str], None] = print) -> tuple[str | None, str | 
 class Recording:
     """``py-spy record`` of one pid in the background (raw collapsed stacks)."""
 
-    def __init__(self, pyspy: str, pid: int, out: Path, seconds: float, idle: bool, rate: int = 100) -> None:
+    def __init__(self, pyspy: str, pid: int, out: Path, seconds: float, idle: bool, rate: int = 100,
+                 gil: bool = False) -> None:
         self.out = out
         args = [pyspy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
                 "--format", "raw", "--output", str(out), "--threads", "--nolineno", "--nonblocking"]
         if idle:
             args.append("--idle")
+        if gil:
+            args.append("--gil")  # only samples holding the GIL: where Python burns CPU
         out.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -147,6 +150,12 @@ def worker_jobs(thread: str, frames: list[str]) -> bool:
     return "MainThread" in thread and _has(frames, "perform_job")
 
 
+def web_on_cpu(thread: str, frames: list[str]) -> bool:
+    """Web samples minus blocking reads of the event log (a ``?wait=true`` request waiting for the
+    worker: older recordings without ``--gil`` count those as active)."""
+    return not (frames and "_read_from_socket" in frames[-1] and _has(frames, "EventLog.wait_after"))
+
+
 def worker_main(thread: str, frames: list[str]) -> bool:
     return "MainThread" in thread
 
@@ -157,7 +166,7 @@ def profile_phase(pyspy: str, name: str, what: str, stack, seconds: float, load:
     worker_files = [out_dir / f"{name}-worker{i + 1}.raw" for i in range(len(stack.worker_pids()))]
     web_file = out_dir / f"{name}-web.raw"
     recs = [Recording(pyspy, pid, path, seconds, idle=True) for pid, path in zip(stack.worker_pids(), worker_files)]
-    recs += [Recording(pyspy, pid, web_file, seconds, idle=False) for pid in stack.web_worker_pids()[:1]]
+    recs += [Recording(pyspy, pid, web_file, seconds, idle=False, gil=True) for pid in stack.web_worker_pids()[:1]]
     time.sleep(0.5)  # py-spy attaches
     started = time.monotonic()
     load_result = load()
@@ -172,9 +181,37 @@ def profile_phase(pyspy: str, name: str, what: str, stack, seconds: float, load:
         "worker_jobs": {**summarize(main, worker_jobs), "what": f"{what}: worker main thread while running a job "
                         "(wall time, idle included)", "raw": [str(p.relative_to(ROOT)) for p in worker_files]},
         "worker_busy_pct": r3(100.0 * job_total / main_total) if main_total else None,
-        "web_cpu": {**summarize(parse_raw([web_file])), "what": f"{what}: gunicorn worker, on-CPU samples, all threads",
+        "web_cpu": {**summarize(parse_raw([web_file]), web_on_cpu), "what": f"{what}: gunicorn worker, samples "
+                    "holding the GIL (Python on CPU), all threads",
                     "raw": str(web_file.relative_to(ROOT))},
     }
     log(f"  profile {name}: worker job samples {result['worker_jobs']['samples']}, busy "
         f"{result['worker_busy_pct']} %, web samples {result['web_cpu']['samples']}")
     return result
+
+
+def resummarize(result_json: Path) -> None:
+    """Recompute the profile summaries of a results JSON from its raw files (and its markdown)."""
+    import json
+
+    from bench import report
+
+    result = json.loads(result_json.read_text())
+    prof = result.get("profile") or {}
+    for phase in ("s2", "s3"):
+        ph = prof.get(phase)
+        if not isinstance(ph, dict):
+            continue
+        files = [ROOT / p for p in ph["worker_jobs"]["raw"]]
+        main = parse_raw(files)
+        ph["worker_jobs"].update(summarize(main, worker_jobs))
+        web = ROOT / ph["web_cpu"]["raw"]
+        ph["web_cpu"].update(summarize(parse_raw([web]), web_on_cpu))
+    report.write_json(result_json, result)
+    result_json.with_suffix(".md").write_text(report.render_markdown(result))
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        resummarize(Path(arg))
+        print(f"re-summarised {arg}")

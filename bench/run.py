@@ -1,15 +1,16 @@
 """Athena benchmarks: ``python -m bench.run`` (``make bench``; ``make bench-peers`` adds n8n).
 
-    python -m bench.run                               # every scenario, SQLite and PostgreSQL
+    python -m bench.run                               # scenarios 1-7 on SQLite, 1,2,3,7 on PostgreSQL
     python -m bench.run --scenarios 1,2,3 --db sqlite
     python -m bench.run --quick --scenarios 1,2 --db sqlite   # smoke run (seconds)
-    python -m bench.run --peers                       # scenarios 1-3: Athena (SQLite) and n8n
+    python -m bench.run --peers                       # scenarios 1-3: Athena (SQLite) and n8n, ratios
     python -m bench.run --profile-only                # only the py-spy profiles of scenarios 2/3
+    python -m bench.run --nice -10 --wait-quiet 120   # on a shared machine
 
 Each database gets its own isolated stack (bench/stack.py): SQLite + embedded Redis, or a fresh
 PostgreSQL database + DB index 12 of the server Redis. Results: ``--out`` (default
 ``bench/results/<date>-<label>.json``) and a markdown rendering next to it. All traffic goes
-to 127.0.0.1; every loop is bounded in count and time."""
+to 127.0.0.1; every loop is bounded in count and time. See BENCHMARKS.md."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ from bench.stack import DEFAULT_PG, DEFAULT_SERVER_REDIS, ROOT, CpuShare, Stack,
 from bench.workflows import set_chain
 
 ALL = (1, 2, 3, 4, 5, 6, 7)
-PG_DEFAULT_SCENARIOS = (1, 2, 3, 6, 7)
+PG_DEFAULT_SCENARIOS = (1, 2, 3, 7)
 
 
 def log(message: str) -> None:
@@ -128,7 +129,8 @@ def run_database(db: str, scenarios: list[int], settings: Settings, args: argpar
                                  s6_read_path)
 
     stack = Stack(db=db, redis="embedded" if db == "sqlite" else "server", threads=args.threads, workers=1,
-                  label=args.label, pg_admin_url=args.pg_url, server_redis_url=args.redis_url, redis_db=args.redis_db)
+                  label=args.label, pg_admin_url=args.pg_url, server_redis_url=args.redis_url, redis_db=args.redis_db,
+                  keep_instance=args.keep_instance)
     out: dict[str, Any] = {"scenarios": scenarios}
     t0 = time.monotonic()
     if args.wait_quiet:
@@ -172,9 +174,11 @@ def run_database(db: str, scenarios: list[int], settings: Settings, args: argpar
 
 def _guard(fn, stack: Stack | None = None) -> dict[str, Any]:
     try:
+        t0 = time.monotonic()
         with CpuShare(stack) as share:
             out = fn()
         if isinstance(out, dict):
+            out["seconds"] = round(time.monotonic() - t0, 1)
             out["cpu_share"] = share.result  # foreign_pct: other processes on the machine meanwhile
         return out
     except Exception as exc:  # noqa: BLE001 - one failed scenario must not lose the others
@@ -306,7 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n8n-config", choices=("default", "legacy", "both"), default="default",
                    help="n8n expression engine: its default (vm), legacy, or both")
     p.add_argument("--profile", dest="profile", action="store_true", default=None,
-                   help="py-spy profiles of scenarios 2 and 3 (default: on for full runs with 2 or 3)")
+                   help="also record py-spy profiles of scenarios 2 and 3 (about 1 min more)")
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--profile-only", action="store_true", help="only the profiles")
     p.add_argument("--profile-seconds", type=float, default=20.0)
@@ -317,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nice", type=int, default=None, metavar="N",
                    help="run the harness and every process it starts (stack, n8n, py-spy) at niceness N; "
                         "a negative N (root) keeps a shared machine's other load from skewing the numbers")
+    p.add_argument("--keep-instance", action="store_true",
+                   help="keep each stack's instance dir (database, logs) under bench/results/tmp/")
     p.add_argument("--threads", type=int, default=16, help="gunicorn threads (make run uses 16)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 5)")
     p.add_argument("--out", default=None, help="JSON output (default bench/results/<date>-<label>.json)")
@@ -332,12 +338,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.label is None:
         args.label = ("quick" if args.quick else "peers" if args.peers else "full")
     if args.profile is None:
-        args.profile = not args.quick and not args.peers
+        args.profile = False
     return args
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM/SIGINT: stop every stack (and n8n) this run started, then exit."""
+    import signal
+
+    from bench import stack as stack_module
+
+    def handler(signum, _frame):
+        log(f"[bench] signal {signum}: stopping what this run started")
+        for running in list(stack_module.ACTIVE):
+            running.stop()
+        try:
+            from bench.peers import n8n
+
+            n8n.stop_started()
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _install_signal_handlers()
     scenarios = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
     bad = [s for s in scenarios if s not in ALL]
     if bad:

@@ -20,8 +20,14 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 
 from athena.extensions import db
@@ -29,7 +35,12 @@ from athena.models import ApiToken, Workflow, WorkflowApproval, WorkflowExecutio
 from athena.timeutil import utcnow
 from tests.factories import make_user, make_workflow, make_workspace, token_for
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Every per-response check schemathesis has except positive_data_acceptance: a schema-valid body
+# may still break a business rule (an unknown member email, a NUL character PostgreSQL cannot
+# store), which the API rightly answers with 422.
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance, negative_data_rejection, ignored_auth,
+          missing_required_header, unsupported_method, use_after_free]
 # A 502/503/504 an operation documents (e.g. "the model provider is unreachable") is its contract
 # with the client, not a crash: such responses get every check but not_a_server_error. 500 never.
 GATEWAY_STATUSES = (502, 503, 504)

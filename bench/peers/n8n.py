@@ -80,6 +80,14 @@ def chain(name: str, path: str, n_set: int) -> dict[str, Any]:
     return {"name": name, "nodes": nodes, "connections": connections, "settings": {"executionOrder": "v1"}}
 
 
+_STARTED: list["N8n"] = []
+
+
+def stop_started() -> None:
+    for running in list(_STARTED):
+        running.stop()
+
+
 class N8n:
     def __init__(self, config: str, log: Callable[[str], None]) -> None:
         self.config = config
@@ -95,6 +103,7 @@ class N8n:
         if done.returncode != 0:
             raise RuntimeError(f"start_n8n.sh failed: {done.stdout[-800:]}")
         self.pid = int((N8N_HOME / "n8n.pid").read_text().strip())
+        _STARTED.append(self)
         self.log(f"  n8n ({self.config}) up: {done.stdout.strip()}")
         with tempfile.TemporaryDirectory() as tmp:
             for src in (self.scripts / "workflows").glob("*.json"):
@@ -107,7 +116,9 @@ class N8n:
         time.sleep(3)  # webhooks registered
 
     def stop(self) -> None:
-        if self.scripts is not None:
+        if self in _STARTED:
+            _STARTED.remove(self)
+        if self.scripts is not None and self.pid is not None:
             subprocess.run(["bash", str(self.scripts / "stop_n8n.sh")], capture_output=True, text=True, timeout=60)
 
     def version(self) -> str:

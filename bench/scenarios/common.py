@@ -21,9 +21,9 @@ class Settings:
 
     reps: int = 5
     warmup: int = 30
-    s1_requests: int = 300          # per repetition, HTTP ?wait=true
-    s1_ws_requests: int = 100       # per repetition, via the WebSocket
-    s2_requests: int = 60           # per repetition and workflow
+    s1_requests: int = 100          # per repetition, HTTP ?wait=true (5 x 100 = 500 >= 300)
+    s1_ws_requests: int = 40        # per repetition, via the WebSocket
+    s2_requests: int = 30           # per repetition and workflow
     s2_engine_samples: int = 20     # executions per repetition whose node timestamps are read
     s3_seconds: float = 20.0
     s3_windows: int = 5             # the repetitions of a throughput level: equal time windows
@@ -37,7 +37,7 @@ class Settings:
     s5_slow_header_stops: int = 5
     s6_executions: int = 100_000
     s6_workflows: int = 50
-    s6_requests: int = 20           # per repetition and query
+    s6_requests: int = 10           # per repetition and query
     request_timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 

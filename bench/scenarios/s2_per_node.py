@@ -58,6 +58,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
                 errors[name] += sum(1 for x in samples if not x.ok)
                 lat[name].append(ms(samples))
                 uuids[name] = [x.body["data"]["uuid"] for x in samples if x.ok][-s.s2_engine_samples:]
+            if not lat["bench1"][-1] or not lat["bench40"][-1]:
+                ctx.log(f"  s2 rep {rep + 1}: no successful request ({errors})")
+                continue
             p1, p40 = statistics.median(lat["bench1"][-1]), statistics.median(lat["bench40"][-1])
             client_pn.append((p40 - p1) / 39)
             span1, _ = engine_times(api, uuids["bench1"])
