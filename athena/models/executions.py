@@ -16,6 +16,11 @@ class WorkflowExecution(IdMixin, TimestampMixin, SoftDeleteMixin, db.Model):
         db.Index("ix_executions_workspace_created", "workspace_id", "created_at"),
         db.Index("ix_executions_workflow_status", "workflow_id", "status"),
         db.Index("ix_executions_status_wait_till", "status", "wait_till"),
+        # The documented list and count: live executions of a workspace/workflow by creation time.
+        db.Index("ix_executions_live_workspace_created", "workspace_id", "created_at",
+                 postgresql_where=db.text("deleted_at IS NULL"), sqlite_where=db.text("deleted_at IS NULL")),
+        db.Index("ix_executions_live_workflow_created", "workflow_id", "created_at",
+                 postgresql_where=db.text("deleted_at IS NULL"), sqlite_where=db.text("deleted_at IS NULL")),
     )
     workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id"), nullable=False)
     workspace_id = db.Column(db.Integer, db.ForeignKey("workspaces.id"), nullable=False)
