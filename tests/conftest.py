@@ -5,11 +5,13 @@ from __future__ import annotations
 pytest_plugins = ["tests.support.fake_openai"]
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from redis import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 import config
 from athena import create_app
@@ -59,13 +61,23 @@ def app(test_settings):
 
 
 def _clean(application) -> None:
+    """Empty every table. The worker process (and its periodic sweeper) may be touching rows at
+    the same moment: on PostgreSQL a TRUNCATE can then lose a deadlock, so it is retried."""
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
-    else:
-        for table in tables:
-            db.session.execute(text(f"DELETE FROM {table}"))
-    db.session.commit()
+    for attempt in range(10):
+        try:
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    db.session.execute(text(f"DELETE FROM {table}"))
+            db.session.commit()
+            return
+        except OperationalError:
+            db.session.rollback()
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import json
 import time
 from datetime import datetime
@@ -72,6 +73,7 @@ class ExecutionRun:
         self.stop_flag = False
         self.last_stop_check = 0.0
         self.pending: list[tuple[str, dict[str, Any]]] = []  # events waiting for the next round trip
+        self.emit_lock = threading.Lock()  # nodes in concurrent loop iterations emit from threads
         self.clock_started = time.monotonic()
 
     # -- signals -----------------------------------------------------------------------------
@@ -81,16 +83,18 @@ class ExecutionRun:
         self.flush_events()
 
     def flush_events(self) -> None:
-        if not self.pending:
-            return
-        batch, self.pending = self.pending, []
-        result = self.log.append_many(self.uuid, self.workspace_uuid, batch)
+        with self.emit_lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, []
+            result = self.log.append_many(self.uuid, self.workspace_uuid, batch)
         self.stop_flag = self.stop_flag or result.stop_requested
         self.last_stop_check = time.monotonic()
 
     def queue(self, event: str, **fields: Any) -> None:
         """Hold ``event`` for the next :meth:`emit` (always right after, before any node runs)."""
-        self.pending.append((event, {"workflow_uuid": self.workflow_uuid, **fields}))
+        with self.emit_lock:
+            self.pending.append((event, {"workflow_uuid": self.workflow_uuid, **fields}))
 
     def should_stop(self) -> bool:
         if not self.stop_flag and time.monotonic() - self.last_stop_check > STOP_RECHECK_SECONDS:
