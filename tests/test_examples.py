@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +31,7 @@ from athena.extensions import db
 from tests.factories import headers_for, make_user, make_workspace, token_for
 from tests.nodes import API, TERMINAL, clean_rq, entries, wait_status
 from tests.support.fake_openai import FakeOpenAI, RecordedRequest, Reply
+from tests.support.servers import http_url, serve_http
 
 __all__ = ["clean_rq"]  # the autouse fixture: no armed tick / timer outlives a test
 
@@ -90,13 +91,11 @@ class LocalTarget:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return http_url(self.server)
 
     def on(self, method: str, path: str, reply: Answer | list[Answer] | Callable[[Hit], Answer]) -> None:
         if callable(reply):

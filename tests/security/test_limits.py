@@ -11,10 +11,9 @@ The HTTP response cap and the LLM ``max_tokens`` bounds are tested in
 tests/engine/test_http_request.py (``test_response_cap``) and tests/nodes/test_llm_node.py."""
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from rq import Queue
@@ -27,7 +26,7 @@ from tests.api.helpers import assert_json_error
 from tests.executions.test_webhook import hook_url, webhook_graph
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 from tests.nodes.test_webhook_hmac import sign
-from tests.support.servers import WorkerProcess, wait_for
+from tests.support.servers import WorkerProcess, http_url, serve_http, wait_for
 
 MAX_STEPS = 5
 MAX_DURATION = 3.0  # seconds, for the worker of this module
@@ -136,13 +135,11 @@ class SlowTarget:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return http_url(self.server)
 
     def close(self) -> None:
         self.server.shutdown()

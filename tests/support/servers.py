@@ -101,3 +101,17 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
         time.sleep(interval)
+
+
+def serve_http(handler: type) -> "ThreadingHTTPServer":
+    """A local HTTP target on 127.0.0.1 (free port) with ``handler``, served from a daemon thread."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def http_url(server) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
