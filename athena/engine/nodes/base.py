@@ -18,6 +18,15 @@ __all__ = ["Iterate", "NodeError", "NodeResult", "NodeType", "ParametersSchema",
 SUSPEND_STATUSES = ("waiting", "paused")
 
 
+def as_list(items: Any) -> list:
+    """An evaluated ``items`` parameter as a list, or a node error saying what it was."""
+    if isinstance(items, tuple):
+        return list(items)
+    if not isinstance(items, list):
+        raise NodeError(f"items must evaluate to a list, got {type(items).__name__}", retryable=False)
+    return items
+
+
 class ParametersSchema(Schema):
     """Base for node parameter schemas: unknown fields are rejected."""
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from marshmallow import fields
 
 from athena.engine.context import NodeContext
-from athena.engine.errors import NodeError
 from athena.engine.expressions import is_truthy
-from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema
+from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema, as_list
 from athena.engine.nodes.registry import register
 
 
@@ -24,12 +23,7 @@ class FilterNode(NodeType):
 
     def run(self, ctx: NodeContext) -> NodeResult:
         params = ctx.load({**ctx.parameters, "items": ctx.evaluate(ctx.parameters.get("items"))})
-        items = params["items"]
-        if isinstance(items, tuple):
-            items = list(items)
-        if not isinstance(items, list):
-            raise NodeError(f"items must evaluate to a list, got {type(items).__name__}",
-                            retryable=False)
+        items = as_list(params["items"])
         condition = params["condition"]
         length = len(items)
         kept = []

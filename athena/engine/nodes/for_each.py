@@ -9,8 +9,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from athena.engine.context import NodeContext
-from athena.engine.errors import NodeError
-from athena.engine.nodes.base import Iterate, NodeType, ParametersSchema
+from athena.engine.nodes.base import Iterate, NodeType, ParametersSchema, as_list
 from athena.engine.nodes.registry import register
 
 MAX_CONCURRENCY = 16
@@ -36,10 +35,5 @@ class ForEachNode(NodeType):
 
     def run(self, ctx: NodeContext) -> Iterate:
         params = ctx.params()
-        items = params["items"]
-        if isinstance(items, tuple):
-            items = list(items)
-        if not isinstance(items, list):
-            raise NodeError(f"items must evaluate to a list, got {type(items).__name__}",
-                            retryable=False)
+        items = as_list(params["items"])
         return Iterate(items, params["concurrency"], "done")
