@@ -1,198 +1,21 @@
-"""GET /workflow-executions (every documented filter and option) and GET /workflow-executions/count,
-plus the workflow resource's executions_*_count, over rows seeded directly with the models.
-
-Expected results come from a small Python oracle over the seeded rows (``Seed.expect``), so each
-test states its filter once, in plain Python, next to the query string."""
+"""GET /workflow-executions: every documented filter and option over seeded executions, checked
+against a Python oracle (tests/executions/seeding.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
-import pytest
-
-from athena.extensions import db
-from athena.models import Organization, WorkflowApproval, WorkflowExecution, WorkflowExecutionData
 from athena.timeutil import iso
-from tests.factories import headers_for, make_user, make_workflow, make_workspace
-
-URL = "/api/v1/workflow-executions"
-
-DOCUMENTED_EXECUTION_KEYS = {
-    "id", "uuid", "is_finished", "mode", "retry_of", "retry_success_id", "started_at", "stopped_at",
-    "wait_till", "status", "created_at", "updated_at", "deleted_at",
-}
-DOCUMENTED_WORKFLOW_KEYS = {
-    "id", "uuid", "user_id", "workspace_id", "template_id", "name", "description", "profile_photo_url",
-    "profile_photo_config", "visibility", "is_active", "is_owner", "is_favorite", "trigger_count",
-    "allow_cloning", "allow_account_usage", "last_used_at", "created_at", "updated_at", "deleted_at",
-    "executions_count", "executions_in_progress_count", "executions_for_review_count",
-    "executions_completed_count",
-}
-DOCUMENTED_DATA_KEYS = {"uuid", "workflow_data", "metadata", "data", "created_at", "updated_at", "deleted_at"}
-
-
-@dataclass
-class Row:
-    key: str
-    execution: WorkflowExecution
-    workspace: str
-    workflow: str
-    user: str
-    status: str
-    mode: str
-    created_at: datetime
-    updated_at: datetime
-    approvals: list[str] = field(default_factory=list)
-    requires_human_review: bool = False
-    has_command_room_task: bool = False
-    deleted: bool = False
-
-    @property
-    def uuid(self) -> str:
-        return self.execution.uuid
-
-
-@dataclass
-class Seed:
-    users: dict[str, Any]
-    orgs: dict[str, Any]
-    workspaces: dict[str, Any]
-    workflows: dict[str, Any]
-    rows: list[Row]
-    alice_workspaces: set[str]
-    headers: dict[str, str]
-
-    def row(self, key: str) -> Row:
-        return next(r for r in self.rows if r.key == key)
-
-    def visible(self) -> list[Row]:
-        """What alice may ever see: live executions of workspaces she is a member of."""
-        return [r for r in self.rows if not r.deleted and r.workspace in self.alice_workspaces]
-
-    def expect(self, predicate: Callable[[Row], bool]) -> set[str]:
-        return {r.uuid for r in self.visible() if predicate(r)}
-
-    def keys(self, uuids) -> set[str]:
-        by_uuid = {r.uuid: r.key for r in self.rows}
-        return {by_uuid[u] for u in uuids}
-
-
-def D(text: str) -> datetime:  # noqa: N802 - reads like a literal
-    return datetime.fromisoformat(text)
-
-
-# key, workspace, workflow, user, status, mode, created_at, input, output, error, extras
-PLAN = [
-    ("e1", "a1", "wf1", "alice", "completed", "manual", "2025-01-01T00:00:00", {"customer": "ACME corp"},
-     {"total": "FortyTwo"}, None, {}),
-    ("e2", "a1", "wf1", "bob", "failed", "webhook", "2025-01-02T12:00:00", {"customer": "Globex"}, None,
-     "node 'fetch': boom timeout", {}),
-    ("e3", "a1", "wf1", "alice", "running", "api", "2025-01-03T23:59:59.999999", {"n": 3}, None, None,
-     {"has_command_room_task": True}),
-    ("e4", "a1", "wf2", "bob", "paused", "manual", "2025-01-04T00:00:00", {"n": 4}, None, None,
-     {"approvals": ["pending", "pending", "approved"]}),
-    ("e5", "a1", "wf2", "alice", "completed", "schedule", "2025-01-05T00:00:00", None, {"note": "café au lait"},
-     None, {}),
-    ("e6", "a2", "wf3", "alice", "pending", "manual", "2025-01-06T10:00:00", {"say": 'she said "hi"'}, None,
-     None, {}),
-    ("e7", "a2", "wf3", "alice", "waiting", "child", "2025-01-07T10:00:00", {"discount": "100% off"}, None,
-     None, {}),
-    ("e8", "a3", "wf4", "bob", "completed", "manual", "2025-01-03T10:00:00", {"customer": "ACME corp"}, None,
-     None, {}),
-    ("e9", "b1", "wf5", "carol", "cancelled", "manual", "2025-01-03T11:00:00", {"customer": "ACME corp"},
-     None, None, {}),
-    ("e10", "b2", "wf6", "carol", "completed", "manual", "2025-01-03T12:00:00", {"customer": "ACME corp"},
-     None, None, {}),
-    ("e11", "a1", "wf1", "alice", "completed", "manual", "2025-01-03T13:00:00", {"customer": "ACME corp"},
-     None, None, {"deleted": True}),
-    ("e12", "a1", "wf2", "bob", "paused", "manual", "2025-01-08T09:30:00", {"n": 12}, None, None,
-     {"approvals": ["approved"], "requires_human_review": True}),
-]
-
-
-@pytest.fixture
-def seed() -> Seed:
-    org_a = Organization(name="Org A", multiplai_id="org-a")
-    org_b = Organization(name="Org B", multiplai_id="org-b")
-    db.session.add_all([org_a, org_b])
-    db.session.commit()
-    users = {
-        "alice": make_user(organization=org_a, multiplai_id="user-alice"),
-        "bob": make_user(organization=org_a, multiplai_id="user-bob"),
-        "carol": make_user(organization=org_b, multiplai_id="user-carol"),
-        "victor": make_user(organization=org_a, multiplai_id="user-victor"),
-    }
-    alice, bob, carol, victor = (users[k] for k in ("alice", "bob", "carol", "victor"))
-    workspaces = {
-        "a1": make_workspace(alice, members={bob: "editor", victor: "viewer"}),
-        "a2": make_workspace(alice),
-        "a3": make_workspace(bob),  # org A, but alice is not a member
-        "b1": make_workspace(carol, members={alice: "editor"}),
-        "b2": make_workspace(carol),  # org B, alice is not a member
-    }
-    assert workspaces["a3"].organization_id == org_a.id and workspaces["b2"].organization_id == org_b.id
-    owner = {"a1": alice, "a2": alice, "a3": bob, "b1": carol, "b2": carol}
-    homes = {"wf1": "a1", "wf2": "a1", "wf3": "a2", "wf4": "a3", "wf5": "b1", "wf6": "b2"}
-    workflows = {key: make_workflow(workspaces[ws], owner[ws], name=f"Workflow {key}") for key, ws in homes.items()}
-
-    rows = []
-    for index, (key, ws, wf, user, status, mode, created, input_, output, error, extras) in enumerate(PLAN):
-        created_at = D(created)
-        # updated_at runs the other way round, so the two sorts disagree
-        updated_at = D(f"2025-02-{28 - index:02d}T08:00:00")
-        execution = WorkflowExecution(
-            workflow_id=workflows[wf].id, workspace_id=workspaces[ws].id, user_id=users[user].id,
-            status=status, mode=mode, is_finished=status in ("completed", "failed", "cancelled"),
-            input=input_, output=output, error=error, created_at=created_at, updated_at=updated_at,
-            started_at=created_at if status != "pending" else None,
-            requires_human_review=extras.get("requires_human_review", False),
-            has_command_room_task=extras.get("has_command_room_task", False),
-            deleted_at=D("2025-01-20T00:00:00") if extras.get("deleted") else None,
-        )
-        db.session.add(execution)
-        db.session.flush()
-        db.session.add(WorkflowExecutionData(
-            workflow_execution_id=execution.id,
-            workflow_data=[{"node_id": "start", "type": "manual", "status": "success", "output": input_,
-                            "error": None, "handle": None, "started_at": iso(created_at),
-                            "stopped_at": iso(created_at), "attempts": 1}],
-            meta={"running_node": None, "execution_time": 1.5, "processed_count": 1, "error_count": 0,
-                  "retry_count": 0},
-            data={"nodes": workflows[wf].nodes, "edges": workflows[wf].edges, "variables": {}},
-        ))
-        for n, approval_status in enumerate(extras.get("approvals", [])):
-            db.session.add(WorkflowApproval(workflow_execution_id=execution.id, node_id=f"approve{n}",
-                                            status=approval_status))
-        rows.append(Row(key, execution, ws, wf, user, status, mode, created_at, updated_at,
-                        approvals=list(extras.get("approvals", [])),
-                        requires_human_review=extras.get("requires_human_review", False),
-                        has_command_room_task=extras.get("has_command_room_task", False),
-                        deleted=bool(extras.get("deleted"))))
-    db.session.commit()
-    return Seed(users, {"a": org_a, "b": org_b}, workspaces, workflows, rows, {"a1", "a2", "b1"},
-                headers_for(alice))
-
-
-def _list(client, seed: Seed, query: str, status: int = 200, headers=None) -> dict:
-    response = client.get(f"{URL}?{query}&per_page=100" if query else URL, headers=headers or seed.headers)
-    assert response.status_code == status, (query, response.status_code, response.json)
-    return response.json
-
-
-def _uuids(body: dict) -> set[str]:
-    uuids = [item["uuid"] for item in body["data"]]
-    assert len(uuids) == len(set(uuids)), "duplicates in a page"
-    return set(uuids)
-
-
-def _check(client, seed: Seed, query: str, predicate: Callable[[Row], bool]) -> dict:
-    body = _list(client, seed, query)
-    expected = seed.expect(predicate)
-    assert _uuids(body) == expected, (query, sorted(seed.keys(_uuids(body))), sorted(seed.keys(expected)))
-    assert body["meta"]["total"] == len(expected)
-    return body
+from tests.executions.seeding import (
+    D,
+    DOCUMENTED_DATA_KEYS,
+    DOCUMENTED_EXECUTION_KEYS,
+    DOCUMENTED_WORKFLOW_KEYS,
+    URL,
+    _check,
+    _list,
+    _uuids,
+)
+from tests.factories import headers_for
 
 
 # -- scope filters ---------------------------------------------------------------------------
@@ -455,79 +278,6 @@ def check_viewer_can_list(client, seed):
     assert seed.keys(_uuids(body)) == {"e1", "e2", "e3", "e4", "e5", "e12"}
 
 
-# -- count -----------------------------------------------------------------------------------
-
-def _count(client, seed, query: str, status: int = 200, headers=None):
-    response = client.get(f"{URL}/count?{query}", headers=headers or seed.headers)
-    assert response.status_code == status, (query, response.json)
-    return response.json["data"]["count"] if status == 200 else response.json
-
-
-def check_count_requires_scope_and_dates(client, seed):
-    ws = seed.workspaces["a1"].uuid
-    dates = "start_date=2025-01-01&end_date=2025-01-31"
-    for query in (dates, f"workspace_uuid={ws}", f"workspace_uuid={ws}&start_date=2025-01-01",
-                  f"workspace_uuid={ws}&end_date=2025-01-31", f"multiplai_id=org-a&start_date=2025-01-01",
-                  f"workspace_uuid={ws}&start_date=x&end_date=2025-01-31"):
-        body = _count(client, seed, query, status=422)
-        assert "message" in body and "errors" in body
-
-
-def check_count_filters(client, seed):
-    ws = f"workspace_uuid={seed.workspaces['a1'].uuid}"
-    january = "start_date=2025-01-01&end_date=2025-01-31"
-    in_a1 = lambda r: r.workspace == "a1"  # noqa: E731
-
-    def expected(predicate):
-        return len(seed.expect(predicate))
-
-    assert _count(client, seed, f"{ws}&{january}") == expected(in_a1) == 6
-    assert _count(client, seed, f"{ws}&start_date=2025-01-03&end_date=2025-01-04") == \
-        expected(lambda r: in_a1(r) and r.key in ("e3", "e4")) == 2
-    assert _count(client, seed, f"{ws}&start_date=2025-02-01&end_date=2025-02-28") == 0
-    for status in ("completed", "paused", "failed", "pending"):
-        assert _count(client, seed, f"{ws}&{january}&status={status}") == \
-            expected(lambda r, s=status: in_a1(r) and r.status == s), status
-    assert _count(client, seed, f"{ws}&{january}&requires_human_review=true") == \
-        expected(lambda r: in_a1(r) and r.requires_human_review) == 1
-    assert _count(client, seed, f"{ws}&{january}&requires_human_review=false") == 5
-    assert _count(client, seed, f"{ws}&{january}&has_command_room_task=true") == \
-        expected(lambda r: in_a1(r) and r.has_command_room_task) == 1
-    assert _count(client, seed, f"{ws}&{january}&has_command_room_task=false&status=paused") == 2
-    # organization multiplai_id: only the caller's workspaces of that organization
-    assert _count(client, seed, f"multiplai_id=org-a&{january}") == expected(lambda r: r.workspace in ("a1", "a2")) == 8
-    assert _count(client, seed, f"multiplai_id=org-b&{january}") == expected(lambda r: r.workspace == "b1") == 1
-    assert _count(client, seed, f"multiplai_id=org-b&{january}&status=completed") == 0
-    # workspace wins over the organization here too
-    assert _count(client, seed, f"{ws}&multiplai_id=org-b&{january}") == 6
-    assert _count(client, seed, f"{ws}&{january}&status=bogus", status=422)
-
-
-# -- the workflow resource's counters ---------------------------------------------------------
-
-def check_workflow_execution_counters(client, seed):
-    for key in ("wf1", "wf2", "wf3", "wf5"):
-        response = client.get(f"/api/v1/workflows/{seed.workflows[key].uuid}", headers=seed.headers)
-        assert response.status_code == 200, response.json
-        data = response.json["data"]
-        rows = [r for r in seed.rows if r.workflow == key and not r.deleted]
-        assert data["executions_count"] == len(rows), key
-        assert data["executions_in_progress_count"] == len(
-            [r for r in rows if r.status in ("pending", "running", "waiting", "paused")]), key
-        assert data["executions_for_review_count"] == len([r for r in rows if r.status == "paused"]), key
-        assert data["executions_completed_count"] == len([r for r in rows if r.status == "completed"]), key
-    wf2 = client.get(f"/api/v1/workflows/{seed.workflows['wf2'].uuid}", headers=seed.headers).json["data"]
-    assert (wf2["executions_count"], wf2["executions_in_progress_count"], wf2["executions_for_review_count"],
-            wf2["executions_completed_count"]) == (3, 2, 2, 1)
-    wf1 = client.get(f"/api/v1/workflows/{seed.workflows['wf1'].uuid}", headers=seed.headers).json["data"]
-    # e11 is soft-deleted and not counted
-    assert (wf1["executions_count"], wf1["executions_in_progress_count"], wf1["executions_for_review_count"],
-            wf1["executions_completed_count"]) == (3, 1, 0, 1)
-    listed = client.get(f"/api/v1/workflows?workspace_uuid={seed.workspaces['a1'].uuid}", headers=seed.headers)
-    by_uuid = {w["uuid"]: w for w in listed.json["data"]}
-    assert by_uuid[seed.workflows["wf2"].uuid]["executions_for_review_count"] == 2
-
-
 # -- the tests: one seed each (seeding and cleaning cost more than the requests) ---------------
 
 def test_scope_filters(client, seed):
@@ -561,12 +311,3 @@ def test_with_and_with_count(client, seed):
 def test_pagination_and_viewer(client, seed):
     check_pagination_meta_and_links(client, seed)
     check_viewer_can_list(client, seed)
-
-
-def test_count_endpoint(client, seed):
-    check_count_requires_scope_and_dates(client, seed)
-    check_count_filters(client, seed)
-
-
-def test_workflow_resource_counters(client, seed):
-    check_workflow_execution_counters(client, seed)
