@@ -27,7 +27,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import httpcore
@@ -228,8 +228,8 @@ def check_url(url: str | httpx.URL, allowlist: Iterable[str] = ()) -> ResolvedTa
 class _PinnedBackend(httpcore.SyncBackend):
     """Connects only to the checked addresses of one target; never resolves names."""
 
-    def __init__(self, target: ResolvedTarget) -> None:
-        self.target = target
+    def __init__(self, target: ResolvedTarget, dial: Callable[..., Any] | None = None) -> None:
+        self.target, self.dial = target, dial  # dial: connect_tcp for one checked address
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
@@ -237,9 +237,10 @@ class _PinnedBackend(httpcore.SyncBackend):
         if host.lower().rstrip(".").strip("[]") != self.target.host or port != self.target.port:
             raise httpcore.ConnectError(f"refusing to connect to unchecked target {host}:{port}")
         last: Exception | None = None
+        dial = self.dial or super().connect_tcp
         for address in self.target.addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return dial(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:  # try the next checked address
                 last = exc
         raise last or httpcore.ConnectError(f"no address to connect to for {host}")
@@ -271,10 +272,10 @@ class _Stream(httpx.SyncByteStream):
 
 
 class _PinnedTransport(httpx.BaseTransport):
-    def __init__(self, target: ResolvedTarget) -> None:
+    def __init__(self, target: ResolvedTarget, dial: Callable[..., Any] | None = None) -> None:
         self._pool = httpcore.ConnectionPool(
             ssl_context=_ssl_context(), max_connections=2, retries=0,
-            network_backend=_PinnedBackend(target))
+            network_backend=_PinnedBackend(target, dial))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         core_request = httpcore.Request(
@@ -293,6 +294,7 @@ class _PinnedTransport(httpx.BaseTransport):
         self._pool.close()
 
 
-def pinned_transport(target: ResolvedTarget) -> httpx.BaseTransport:
-    """An httpx transport that connects only to ``target``'s checked addresses."""
-    return _PinnedTransport(target)
+def pinned_transport(target: ResolvedTarget,
+                     dial: Callable[..., Any] | None = None) -> httpx.BaseTransport:
+    """An httpx transport that connects only to ``target``'s checked addresses (via ``dial``)."""
+    return _PinnedTransport(target, dial)

@@ -2,8 +2,14 @@
 
 Every hop (the first request and each redirect, which are followed manually) is checked by
 :func:`check_url` and sent through a transport pinned to the checked addresses.  The body is
-streamed, capped at ``settings.http_max_response_bytes`` and ``ctx.should_stop()`` is honoured
-between chunks.  A non-2xx status is a normal result unless ``fail_on_status`` is true.
+streamed and capped at ``settings.http_max_response_bytes``.  A non-2xx status is a normal
+result unless ``fail_on_status`` is true.
+
+``ctx.should_stop()`` is honoured before each hop and, every
+:data:`~athena.engine.interrupt.STOP_POLL_SECONDS`, during the exchange itself: the
+blocking httpx call runs in a helper thread (:func:`~athena.engine.interrupt.run_interruptible`)
+and a stop (or the overall timeout) shuts its sockets down, so a server that is slow to
+connect, to send headers or to send the body cannot hold a stopped run.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from marshmallow import fields as f, pre_load, validate
 
 from athena.engine.context import NodeContext
 from athena.engine.errors import NodeError, StopRequested
+from athena.engine.interrupt import SocketCanceller, run_interruptible
 from athena.engine.netguard import ResolvedTarget, check_url, pinned_transport
 from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema
 from athena.engine.nodes.registry import register
@@ -28,6 +35,9 @@ CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 USER_AGENT = "Athena-Workflow/1.0"
+# The node's own timeouts (httpx's, the deadline check between chunks) normally fire first;
+# past deadline + this the node thread aborts the exchange itself (e.g. headers that trickle).
+DEADLINE_GRACE = 0.25
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
@@ -126,43 +136,65 @@ class _Call:
 
     def exchange(self, target: ResolvedTarget, request_kwargs: dict[str, Any],
                  follow_redirects: bool) -> tuple[httpx.Response, bytes | None]:
-        """Send one request to ``target`` (already checked).
+        """Send one request to ``target`` (already checked), exactly once.
 
-        Returns the response and its body, or None as body for a redirect to follow.
+        Returns the response and its body, or None as body for a redirect to follow.  The
+        exchange runs in a helper thread while this (the node's) thread polls
+        ``ctx.should_stop()`` and the deadline; either aborts the sockets at once.
         """
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise self.timed_out(target)
-        where = f"{target.host}:{target.port}"
-        with httpx.Client(transport=pinned_transport(target), trust_env=False,
-                          follow_redirects=False, timeout=httpx.Timeout(remaining)) as client:
-            try:
-                request = client.build_request(**request_kwargs)
-                response = client.send(request, stream=True)
-                try:
-                    status = response.status_code
-                    if (follow_redirects and status in REDIRECT_STATUSES
-                            and "location" in response.headers):
-                        return response, None
-                    return response, self.read(target, response)
-                finally:
-                    response.close()
-            except httpx.TimeoutException:
-                raise self.timed_out(target) from None
-            except httpx.ConnectError as exc:
-                raise NodeError(f"could not connect to {where}: {exc}") from None
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                raise NodeError(f"HTTP request to {where} failed: "
-                                f"{exc or type(exc).__name__}") from None
+        canceller = SocketCanceller()
 
-    def read(self, target: ResolvedTarget, response: httpx.Response) -> bytes:
+        def work() -> tuple[httpx.Response, bytes | None]:
+            return self._exchange(target, canceller, remaining, request_kwargs,
+                                  follow_redirects)
+
+        return run_interruptible(work, canceller, should_stop=self.ctx.should_stop,
+                                 deadline=self.deadline + DEADLINE_GRACE,
+                                 on_deadline=lambda: self.timed_out(target),
+                                 name=f"http-{self.ctx.node_id}")
+
+    def _exchange(self, target: ResolvedTarget, canceller: SocketCanceller, remaining: float,
+                  request_kwargs: dict[str, Any],
+                  follow_redirects: bool) -> tuple[httpx.Response, bytes | None]:
+        """The blocking part of :meth:`exchange` (helper thread)."""
+        where = f"{target.host}:{target.port}"
+        try:
+            with httpx.Client(transport=pinned_transport(target, dial=canceller.connect),
+                              trust_env=False, follow_redirects=False,
+                              timeout=httpx.Timeout(remaining)) as client:
+                try:
+                    request = client.build_request(**request_kwargs)
+                    response = client.send(request, stream=True)
+                    try:
+                        status = response.status_code
+                        if (follow_redirects and status in REDIRECT_STATUSES
+                                and "location" in response.headers):
+                            return response, None
+                        return response, self.read(target, response, canceller)
+                    finally:
+                        response.close()
+                except httpx.TimeoutException:
+                    raise self.timed_out(target) from None
+                except httpx.ConnectError as exc:
+                    raise NodeError(f"could not connect to {where}: {exc}") from None
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    raise NodeError(f"HTTP request to {where} failed: "
+                                    f"{exc or type(exc).__name__}") from None
+        finally:
+            canceller.close()  # the client closed its sockets: release the duplicates now
+
+    def read(self, target: ResolvedTarget, response: httpx.Response,
+             canceller: SocketCanceller) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.cap:
             raise NodeError(f"response larger than {self.cap} bytes", retryable=False)
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
-            if self.ctx.should_stop():
+            if canceller.cancelled:  # stop or deadline seen by the node thread
                 raise StopRequested()
             size += len(chunk)
             if size > self.cap:
