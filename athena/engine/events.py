@@ -17,6 +17,7 @@ class NodeStarted:
     node_type: str
     started_at: str
     iteration: int | None = None  # loop.index (1-based) when run inside a for_each body
+    pure: bool = False  # the node type is pure (see NodeType.pure): its checkpoint may be batched
     kind: ClassVar[str] = "node.started"
 
     def to_dict(self) -> dict[str, Any]:

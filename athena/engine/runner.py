@@ -136,7 +136,7 @@ class Runner:
             return Halt("fatal", limit_error)
 
         started_at = iso(moment)
-        yield NodeStarted(node_id, node_type.type, started_at, frame.iteration)
+        yield NodeStarted(node_id, node_type.type, started_at, frame.iteration, node_type.pure)
         if previous is not None and previous.get("started_at"):
             started_at = previous["started_at"]
         scope = {**self.base_scope, **frame.extra, "nodes": frame.nodes, "input": node_input}

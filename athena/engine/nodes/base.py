@@ -73,6 +73,11 @@ class NodeType:
     Parameters: ClassVar[type[Schema]] = ParametersSchema
     handles: ClassVar[tuple[str, ...]] = ("main",)
     is_trigger: ClassVar[bool] = False
+    # Pure node types only compute their output from their input: nothing outside the execution
+    # sees them run, so running one again after a crash is invisible. The worker may batch their
+    # checkpoints and events (group commit); any other node is checkpointed before it starts and
+    # before the next node starts, so its side effect is never repeated because of batching.
+    pure: ClassVar[bool] = False
     # Loop node types name the output handle that starts their body (run per item).
     body_handle: ClassVar[str | None] = None
 

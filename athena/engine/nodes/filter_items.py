@@ -18,6 +18,7 @@ class FilterParameters(ParametersSchema):
 @register
 class FilterNode(NodeType):
     type = "filter"
+    pure = True
     description = "Keep the list items for which the condition (using 'item') is true."
     Parameters = FilterParameters
 

@@ -17,6 +17,7 @@ class IfParameters(ParametersSchema):
 @register
 class IfNode(NodeType):
     type = "if"
+    pure = True
     description = "Route the input to 'true' or 'false' by the truthiness of a condition."
     Parameters = IfParameters
     handles = ("true", "false")

@@ -9,6 +9,7 @@ from athena.engine.nodes.registry import register
 @register
 class ManualTrigger(NodeType):
     type = "manual"
+    pure = True
     description = "Start the workflow by hand; outputs the execution input."
     is_trigger = True
 

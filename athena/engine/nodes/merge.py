@@ -17,6 +17,7 @@ class MergeParameters(ParametersSchema):
 @register
 class MergeNode(NodeType):
     type = "merge"
+    pure = True
     description = "Combine the outputs of the active incoming branches."
     Parameters = MergeParameters
 

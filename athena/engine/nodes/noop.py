@@ -9,6 +9,7 @@ from athena.engine.nodes.registry import register
 @register
 class NoOp(NodeType):
     type = "noop"
+    pure = True
     description = "Do nothing; output the input unchanged."
 
     def run(self, ctx: NodeContext) -> NodeResult:

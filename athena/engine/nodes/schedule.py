@@ -92,6 +92,7 @@ class ScheduleParameters(ParametersSchema):
 @register
 class ScheduleTrigger(NodeType):
     type = "schedule"
+    pure = True
     description = "Start the workflow on a cron schedule; outputs scheduled_at and fired_at."
     Parameters = ScheduleParameters
     is_trigger = True

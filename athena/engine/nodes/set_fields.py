@@ -20,6 +20,7 @@ class SetParameters(ParametersSchema):
 @register
 class SetNode(NodeType):
     type = "set"
+    pure = True
     description = "Output a dict of fields whose values may use expressions."
     Parameters = SetParameters
 

@@ -19,6 +19,7 @@ class StopAndErrorParameters(ParametersSchema):
 @register
 class StopAndError(NodeType):
     type = "stop_and_error"
+    pure = True
     description = "Fail with a (possibly computed) error message."
     Parameters = StopAndErrorParameters
 

@@ -28,6 +28,7 @@ class SwitchParameters(ParametersSchema):
 @register
 class SwitchNode(NodeType):
     type = "switch"
+    pure = True
     description = "Route the input to the first case equal to a value, else to 'default'."
     Parameters = SwitchParameters
     handles = (DEFAULT_HANDLE,)

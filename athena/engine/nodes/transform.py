@@ -45,6 +45,7 @@ class TransformParameters(ParametersSchema):
 @register
 class TransformNode(NodeType):
     type = "transform"
+    pure = True
     description = "Reshape data with a JMESPath expression."
     Parameters = TransformParameters
 

@@ -13,6 +13,7 @@ class WebhookParameters(ParametersSchema):
 @register
 class WebhookTrigger(NodeType):
     type = "webhook"
+    pure = True
     description = ("Start the workflow from POST /api/v1/workflows/{uuid}/webhook (a member's token, or an "
                    "HMAC signature when the workflow has a webhook_secret); outputs body, query and headers.")
     Parameters = WebhookParameters
