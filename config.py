@@ -70,6 +70,9 @@ class Config:
     EXECUTION_MAX_STEPS = _env_int("ATHENA_EXECUTION_MAX_STEPS", 10_000)
     EXECUTION_MAX_DURATION = _env_float("ATHENA_EXECUTION_MAX_DURATION", 3600.0)
     WEBHOOK_WAIT_TIMEOUT = _env_float("ATHENA_WEBHOOK_WAIT_TIMEOUT", 30.0)
+    # A webhook call with ?wait=true whose workflow has only pure nodes (set, transform, switch...)
+    # and at most this many runs in the API process (athena/services/inline.py); 0 = never.
+    INLINE_MAX_NODES = _env_int("ATHENA_INLINE_MAX_NODES", 50)
     # Signed webhooks: how far X-Athena-Timestamp may be from now (either way), in seconds.
     WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = _env_int("ATHENA_WEBHOOK_SIGNATURE_TOLERANCE", 300)
     # Webhook rate limit per workflow (fixed window in Redis): requests per window; 0 disables.
@@ -94,6 +97,9 @@ class Config:
     SWEEPER_INTERVAL_SECONDS = _env_int("ATHENA_SWEEPER_INTERVAL", 15)
     SWEEPER_GRACE_SECONDS = _env_float("ATHENA_SWEEPER_GRACE", 5.0)
     EXECUTION_MAX_CRASHES = _env_int("ATHENA_MAX_CRASHES", 3)
+    # Group commit: checkpoints and events of pure nodes (set, transform, switch...) are batched
+    # for up to this many seconds; 0 checkpoints every node. Impure nodes never wait for a batch.
+    CHECKPOINT_INTERVAL_SECONDS = _env_float("ATHENA_CHECKPOINT_INTERVAL", 0.025)
 
     # Outbound HTTP (SSRF guard allowlist: hosts or CIDRs that may be private)
     HTTP_ALLOWLIST = _env_list("ATHENA_HTTP_ALLOWLIST")

@@ -63,11 +63,14 @@ def _iteration(event: NodeStarted | NodeFinished) -> dict[str, int]:
 
 class ExecutionRun:
     def __init__(self, execution_id: int, resume: dict[str, Any] | None = None, *,
-                 continuing: bool = False, should_handoff: Callable[[], bool] = lambda: False) -> None:
+                 continuing: bool = False, should_handoff: Callable[[], bool] = lambda: False,
+                 announce: bool = False) -> None:
         self.execution_id = execution_id
         self.resume = resume or {}
         # A continuation picks up a ``running`` execution whose previous worker died or handed it over.
         self.continuing = continuing
+        # An inline run (athena/services/inline.py) starts an execution created ``running``.
+        self.announce = announce
         self.should_handoff = should_handoff
         self.log: EventLog = event_log_for_app()
         self.stop_flag = False
@@ -75,6 +78,11 @@ class ExecutionRun:
         self.pending: list[tuple[str, dict[str, Any]]] = []  # events waiting for the next round trip
         self.emit_lock = threading.Lock()  # nodes in concurrent loop iterations emit from threads
         self.clock_started = time.monotonic()
+        # Group commit: pure nodes' checkpoints and events are batched for up to this long.
+        self.checkpoint_interval = float(current_app.config["CHECKPOINT_INTERVAL_SECONDS"])
+        self.last_checkpoint = self.clock_started
+        self.impure_started: set[tuple[str, int | None]] = set()
+        self.unsaved_effects = False  # an impure node finished since the last checkpoint
 
     # -- signals -----------------------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
@@ -149,6 +157,7 @@ class ExecutionRun:
         self.workflow_uuid = execution.workflow.uuid
         self.workspace_uuid = execution.workflow.workspace.uuid
         self.retry_of = execution.retry_of
+        self.has_parent = execution.parent_execution_id is not None
         started_at = execution.started_at or utcnow()
         timed_wait = execution.wait_till is not None
         # Everything the run needs, read now: commits below expire the loaded rows.
@@ -165,10 +174,12 @@ class ExecutionRun:
             return "stale resume"
         if self.continuing and execution.status == "running":
             db.session.rollback()  # the lease proves no other worker runs it: go on from the checkpoint
+            if self.announce:
+                self.queue("execution.status", status="running")
         elif transition(execution.id, "running", only_from=("pending", "waiting", "paused"),
                         started_at=started_at, wait_till=None):
             db.session.commit()
-            self.emit("execution.status", status="running")
+            self.queue("execution.status", status="running")  # sent with the first batch of events
         else:
             db.session.rollback()
             return "not runnable"
@@ -240,33 +251,41 @@ class ExecutionRun:
     def execution_time(self) -> float:
         return round(self.elapsed_before + (time.monotonic() - self.clock_started) * 1000, 3)
 
-    def checkpoint(self, **execution_values: Any) -> None:
+    def checkpoint(self) -> None:
         self.meta["execution_time"] = self.execution_time()
-        now = utcnow()
         db.session.execute(
             update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
-            .values(workflow_data=self.state.to_entries(), meta=dict(self.meta), updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.execute(
-            update(WorkflowExecution).where(WorkflowExecution.id == self.execution_id)
-            .values(updated_at=now, **execution_values)
+            .values(workflow_data=self.state.to_entries(), meta=dict(self.meta), updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         db.session.commit()
+        self.last_checkpoint = time.monotonic()
+        self.unsaved_effects = False
+
+    def checkpoint_due(self, pure: bool) -> bool:
+        """Before an impure node, after one, or once the batch is ``checkpoint_interval`` old."""
+        return (not pure or self.unsaved_effects
+                or time.monotonic() - self.last_checkpoint >= self.checkpoint_interval)
 
     def on_node_started(self, event: NodeStarted) -> None:
-        """One transaction checkpoints the node that just finished together with the one that
-        starts; one round trip logs both events. Nothing runs in between, so a crash loses at
-        most the node in progress, as with a separate checkpoint."""
+        """One transaction checkpoints the nodes finished so far together with the one that
+        starts; one round trip logs their events. Nothing runs in between, so a crash loses at
+        most the node in progress plus, within one batch, pure nodes (which simply run again)."""
         self.meta["running_node"] = event.node_id
-        self.checkpoint()
-        self.emit("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at,
-                  **_iteration(event))
+        if not event.pure:
+            self.impure_started.add((event.node_id, event.iteration))
+        self.queue("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at,
+                   **_iteration(event))
+        if self.checkpoint_due(event.pure):
+            self.checkpoint()
+            self.flush_events()
 
     def on_node_finished(self, event: NodeFinished) -> None:
         """Counted now; written by the next checkpoint (the next node's start, or the end)."""
         entry = event.entry
+        if (event.node_id, event.iteration) in self.impure_started:
+            self.impure_started.discard((event.node_id, event.iteration))
+            self.unsaved_effects = True
         if entry["status"] in ("success", "error"):  # not skipped, not a suspension (counted when it ends)
             self.meta["processed_count"] = int(self.meta.get("processed_count") or 0) + 1
         if entry["status"] == "error":
@@ -282,9 +301,11 @@ class ExecutionRun:
         """A for_each item finished: checkpoint the loop node's {"results", "next_index"} entry."""
         self.meta["loop_index"] = event.index
         self.meta["running_node"] = event.node_id
-        self.checkpoint()
-        self.emit("node.progress", node_id=event.node_id, index=event.index, length=event.length,
-                  processed=event.processed, errors=event.errors)
+        self.queue("node.progress", node_id=event.node_id, index=event.index, length=event.length,
+                   processed=event.processed, errors=event.errors)
+        if self.checkpoint_due(pure=True):
+            self.checkpoint()
+            self.flush_events()
 
     def suspend(self, event: RunSuspended) -> str:
         wait_till: datetime | None = to_naive_utc(event.wait_till) if event.wait_till else None
@@ -363,7 +384,8 @@ class ExecutionRun:
         db.session.commit()
         output, truncated = _bounded(output)
         self.emit_final(status, output=output, output_truncated=truncated, error=error)
-        from athena.services.resume import notify_parent
+        if getattr(self, "has_parent", True):  # a sub-workflow's child: its parent may be waiting on it
+            from athena.services.resume import notify_parent
 
-        notify_parent(self.execution_id)
+            notify_parent(self.execution_id)
         return status
