@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from redis import Redis
 
@@ -86,12 +86,14 @@ class EventLog:
         self.ttl = ttl_seconds
         self._append = redis.register_script(_APPEND)
 
-    def append(self, execution_uuid: str, workspace_uuid: str, event: str, **fields: Any) -> AppendResult:
-        return self.append_many(execution_uuid, workspace_uuid, [(event, fields)])
+    def append(self, execution_uuid: str, workspace_uuid: str, event: str, *, pipeline: Any = None,
+               **fields: Any) -> AppendResult | None:
+        return self.append_many(execution_uuid, workspace_uuid, [(event, fields)], pipeline=pipeline)
 
     def append_many(self, execution_uuid: str, workspace_uuid: str,
-                    events: list[tuple[str, dict[str, Any]]]) -> AppendResult:
-        """Append several events in order in one round trip; the result is the last one's."""
+                    events: list[tuple[str, dict[str, Any]]], pipeline: Any = None) -> AppendResult | None:
+        """Append several events in order in one round trip; the result is the last one's.
+        With a ``pipeline``, the append is queued on it (it runs, and answers, with the pipeline)."""
         args: list[Any] = [self.maxlen, self.ttl]
         ts = now_ts()
         for event, fields in events:
@@ -99,20 +101,27 @@ class EventLog:
                        "workspace_uuid": workspace_uuid, **fields}
             args += [json.dumps(payload, default=str, separators=(",", ":")),
                      "1" if event in WORKSPACE_EVENTS else "0"]
-        seq, wseq, stop = self._append(
-            keys=[seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
-                  workspace_stream_key(workspace_uuid), stop_key(execution_uuid)],
-            args=args,
-        )
+        keys = [seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
+                workspace_stream_key(workspace_uuid), stop_key(execution_uuid)]
+        if pipeline is not None:
+            self._append(keys=keys, args=args, client=pipeline)
+            return None
+        seq, wseq, stop = self._append(keys=keys, args=args)
         return AppendResult(int(seq), int(wseq), bool(stop))
 
     @staticmethod
-    def _decode(entries, workspace: bool = False) -> list[dict]:
+    def _decode(entries, workspace: bool = False, want: Callable[[bytes], bool] | None = None) -> list[dict]:
+        """Entries as events with their ``seq``; with ``want``, only the entries whose raw JSON
+        it accepts are decoded (the others come back as ``{"seq": n, "event": None}``)."""
         events = []
         for entry_id, fields in entries:
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            event = json.loads(fields[b"e"] if b"e" in fields else fields["e"])
+            raw = fields[b"e"] if b"e" in fields else fields["e"]
             seq = int(entry_id.split("-", 1)[0])
+            if want is not None and not want(raw if isinstance(raw, bytes) else raw.encode()):
+                events.append({"seq": seq, "event": None})
+                continue
+            event = json.loads(raw)
             if workspace:
                 event["seq"] = seq
                 event["execution_seq"] = int(fields.get(b"x", fields.get("x", 0)))
@@ -125,26 +134,31 @@ class EventLog:
         entries = self.redis.xrevrange(key, count=1)
         return int(entries[0][0].decode().split("-", 1)[0]) if entries else 0
 
-    def read_after(self, key: str, after_seq: int, count: int = 1000, workspace: bool = False) -> list[dict]:
-        return self._decode(self.redis.xrange(key, min=f"({after_seq}-0", max="+", count=count), workspace)
+    def read_after(self, key: str, after_seq: int, count: int = 1000, workspace: bool = False,
+                   want: Callable[[bytes], bool] | None = None) -> list[dict]:
+        return self._decode(self.redis.xrange(key, min=f"({after_seq}-0", max="+", count=count), workspace, want)
 
-    def wait_after(self, key: str, after_seq: int, block_ms: int, workspace: bool = False) -> list[dict]:
+    def wait_after(self, key: str, after_seq: int, block_ms: int, workspace: bool = False,
+                   want: Callable[[bytes], bool] | None = None) -> list[dict]:
         found = self.redis.xread({key: f"{after_seq}-0"}, count=1000, block=block_ms)
-        return self._decode(found[0][1], workspace) if found else []
+        return self._decode(found[0][1], workspace, want) if found else []
 
-    def follow(self, key: str, after_seq: int, timeout: float, workspace: bool = False) -> Iterator[dict]:
-        """Every event after ``after_seq``: the replay, then live ones, until ``timeout`` seconds."""
+    def follow(self, key: str, after_seq: int, timeout: float, workspace: bool = False,
+               want: Callable[[bytes], bool] | None = None) -> Iterator[dict]:
+        """Every event after ``after_seq``: the replay, then live ones, until ``timeout`` seconds.
+        With ``want``, only the events whose raw JSON it accepts (see :meth:`_decode`)."""
         deadline = time.monotonic() + timeout
         while True:
-            batch = self.read_after(key, after_seq, workspace=workspace)
+            batch = self.read_after(key, after_seq, workspace=workspace, want=want)
             if not batch:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                batch = self.wait_after(key, after_seq, max(1, int(min(remaining, 1.0) * 1000)), workspace)
+                batch = self.wait_after(key, after_seq, max(1, int(min(remaining, 1.0) * 1000)), workspace, want)
             for event in batch:
                 after_seq = event["seq"]
-                yield event
+                if event["event"] is not None:
+                    yield event
 
     # Stop signals
     def request_stop(self, execution_uuid: str) -> None:

@@ -131,6 +131,8 @@ def run_database(db: str, scenarios: list[int], settings: Settings, args: argpar
     stack = Stack(db=db, redis="embedded" if db == "sqlite" else "server", threads=args.threads, workers=1,
                   label=args.label, pg_admin_url=args.pg_url, server_redis_url=args.redis_url, redis_db=args.redis_db,
                   keep_instance=args.keep_instance)
+    if args.inline_max_nodes is not None:  # 0: every execution goes through the queue and a worker
+        stack.extra_env["ATHENA_INLINE_MAX_NODES"] = str(args.inline_max_nodes)
     out: dict[str, Any] = {"scenarios": scenarios}
     t0 = time.monotonic()
     if args.wait_quiet:
@@ -324,6 +326,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-instance", action="store_true",
                    help="keep each stack's instance dir (database, logs) under bench/results/tmp/")
     p.add_argument("--threads", type=int, default=16, help="gunicorn threads (make run uses 16)")
+    p.add_argument("--inline-max-nodes", type=int, default=None,
+                   help="ATHENA_INLINE_MAX_NODES for the stack (default: the app's, 50); 0 sends every "
+                        "?wait=true execution through the queue to a worker")
     p.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 5)")
     p.add_argument("--out", default=None, help="JSON output (default bench/results/<date>-<label>.json)")
     p.add_argument("--label", default=None)

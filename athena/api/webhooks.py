@@ -15,6 +15,7 @@ from athena.extensions import db
 from athena.models import WorkflowExecutionData
 from athena.schemas.executions import ExecutionSchema, WebhookArgsSchema
 from athena.services import executions as service
+from athena.services import inline
 from athena.services.access import get_workflow
 from athena.services.rate_limit import enforce_webhook_limit
 from athena.services.webhook_auth import webhook_caller
@@ -57,7 +58,7 @@ def wait_for_finish(execution, timeout: float) -> Any:
     returns that node's output (the custom response) or None."""
     log = event_log_for_app()
     respond: Any = None
-    for event in log.follow(stream_key(execution.uuid), 0, timeout):
+    for event in log.follow(stream_key(execution.uuid), 0, timeout, want=_wanted):
         if (event["event"] == "node.finished" and event.get("node_type") == RespondToWebhook.type
                 and event.get("status") == "success"):
             respond = _respond_output(execution, event)
@@ -65,8 +66,13 @@ def wait_for_finish(execution, timeout: float) -> Any:
                 break
         if event["event"] == "execution.finished":
             break
-    db.session.expire_all()
     return respond if isinstance(respond, dict) else None
+
+
+def _wanted(raw: bytes) -> bool:
+    """Only the events the waiter looks at are decoded (not every node's output)."""
+    return raw.startswith(b'{"event":"execution.finished"') or (
+        raw.startswith(b'{"event":"node.finished"') and b'"node_type":"respond_to_webhook"' in raw)
 
 
 @blp.route("/<uuid>/webhook")
@@ -89,11 +95,19 @@ class WorkflowWebhook(MethodView):
         a ``webhook_secret``, no token but ``X-Athena-Timestamp: <unix seconds>`` and
         ``X-Athena-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`` (at most
         5 minutes off; the execution is attributed to the workflow owner). With ``wait=true`` and a
-        ``respond_to_webhook`` node, the answer is that node's status, headers and body."""
+        ``respond_to_webhook`` node, the answer is that node's status, headers and body.
+
+        With ``wait=true``, a workflow made only of pure nodes (set, transform, switch, if, filter,
+        merge, noop, stop_and_error; at most ``ATHENA_INLINE_MAX_NODES``, 50 by default) runs in
+        the API process that received the call instead of on a worker: same rows, lease, checkpoints
+        and events, without the round trip through the queue (``timeout`` does not cut it short)."""
         workflow = g.signed_workflow or get_workflow(current_user(), uuid, write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
         enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
+        if args["wait"] and inline.eligible(workflow):
+            execution = inline.run_inline(workflow, current_user(), mode="webhook", input=webhook_payload())
+            return {"data": execution}, 200 if execution.is_finished else 202
         execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload())
         if not args["wait"]:
             return {"data": execution}
@@ -102,5 +116,5 @@ class WorkflowWebhook(MethodView):
         if respond is not None:
             status, headers, body = render(respond)
             return Response(body, status=status, headers=headers)
-        db.session.refresh(execution)
+        db.session.refresh(execution)  # its final status and output (the workflow is still loaded)
         return {"data": execution}, 200 if execution.is_finished else 202

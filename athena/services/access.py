@@ -72,14 +72,20 @@ def visible_workflows(user: User) -> Select:
 
 
 def get_workflow(user: User, uuid: str, *, write: bool = False, lock: bool = False) -> Workflow:
-    query = visible_workflows(user).where(Workflow.uuid == uuid)
+    """The workflow (404 if the user may not see it); with ``write``, 403 unless the user's role
+    allows writing (the role comes with the workflow, in the same query)."""
+    role = (select(WorkspaceMember.role)
+            .where(WorkspaceMember.workspace_id == Workflow.workspace_id, WorkspaceMember.user_id == user.id)
+            .scalar_subquery())
+    query = visible_workflows(user).where(Workflow.uuid == uuid).add_columns(role)
     if lock:
         query = query.with_for_update()
-    workflow = db.session.execute(query).scalar_one_or_none()
-    if workflow is None:
+    row = db.session.execute(query).one_or_none()
+    if row is None:
         abort(404, message=NOT_FOUND)
-    if write:
-        require_write(user, workflow.workspace_id)
+    workflow, user_role = row
+    if write and user_role not in WRITE_ROLES:
+        abort(403, message=FORBIDDEN)
     return workflow
 
 

@@ -25,9 +25,10 @@ def job_id_for(execution: WorkflowExecution) -> str:
     return f"athena-exec-{execution.uuid}"
 
 
-def status_event(execution: WorkflowExecution, status: str | None = None, **extra: Any) -> None:
+def status_event(execution: WorkflowExecution, status: str | None = None, *, pipeline: Any = None,
+                 **extra: Any) -> None:
     event_log_for_app().append(
-        execution.uuid, execution.workflow.workspace.uuid, "execution.status",
+        execution.uuid, execution.workflow.workspace.uuid, "execution.status", pipeline=pipeline,
         workflow_uuid=execution.workflow.uuid, status=status or execution.status, **extra,
     )
 
@@ -52,10 +53,11 @@ def claim_final_events(execution_uuid: str) -> bool:
     return bool(get_redis().set(final_events_key(execution_uuid), "1", nx=True, ex=ttl))
 
 
-def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id: str | None = None) -> None:
+def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id: str | None = None,
+            pipeline: Any = None) -> None:
     config = current_app.config
     get_queue().enqueue(
-        JOB_FUNCTION, execution.id, resume,
+        JOB_FUNCTION, execution.id, resume, pipeline=pipeline,
         job_id=job_id or job_id_for(execution),
         job_timeout=config["JOB_TIMEOUT_SECONDS"], result_ttl=300, failure_ttl=7 * 24 * 3600,
     )
@@ -64,12 +66,15 @@ def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id:
 def create_execution(workflow: Workflow, user: User | None, *, mode: str, input: Any = None,
                      parent: WorkflowExecution | None = None, parent_node_id: str | None = None,
                      retry_of: WorkflowExecution | None = None, entries: list | None = None,
-                     snapshot: dict | None = None, start: bool = True) -> WorkflowExecution:
-    """Create a ``pending`` execution with a snapshot of the graph, count the trigger, enqueue it."""
+                     snapshot: dict | None = None, start: bool = True, running: bool = False) -> WorkflowExecution:
+    """Create a ``pending`` execution with a snapshot of the graph, count the trigger, enqueue it.
+    With ``running`` (an inline run, :mod:`athena.services.inline`) it is created ``running``
+    for the caller to run it at once, and not enqueued."""
     now = utcnow()
     execution = WorkflowExecution(
         workflow_id=workflow.id, workspace_id=workflow.workspace_id, user_id=user.id if user else None,
-        status="pending", mode=mode, input=input, retry_of=retry_of.uuid if retry_of else None,
+        status="running" if running else "pending", started_at=now if running else None,
+        mode=mode, input=input, retry_of=retry_of.uuid if retry_of else None,
         parent_execution_id=parent.id if parent else None, parent_node_id=parent_node_id,
     )
     execution.workflow = workflow
@@ -87,10 +92,22 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
         .values(trigger_count=Workflow.trigger_count + 1, last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
-    status_event(execution, "pending", mode=mode)
-    if start:
-        enqueue(execution)
+    # Everything written is in the objects already (uuids, timestamps and defaults are set in
+    # Python): keep them loaded instead of reloading the execution, its workflow and workspace.
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+    db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
+    # The ``pending`` event and the job go to Redis in one round trip, the event first.
+    pipe = get_redis().pipeline()
+    pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too
+    status_event(execution, "pending", mode=mode, pipeline=pipe)
+    if start and not running:
+        enqueue(execution, pipeline=pipe)
+    pipe.execute()
     return execution
 
 
