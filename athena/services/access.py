@@ -2,8 +2,10 @@
 a viewer's write is a 403."""
 from __future__ import annotations
 
+import functools
+
 from flask_smorest import abort
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select
 
 from athena.extensions import db
 from athena.models import WRITE_ROLES, User, Workflow, WorkflowExecution, Workspace, WorkspaceMember
@@ -20,10 +22,14 @@ def like_pattern(search: str) -> str:
 
 def member_workspace_ids(user: User) -> Select:
     """A subquery of the ids of live workspaces the user belongs to."""
+    return _member_workspace_ids(user.id)
+
+
+def _member_workspace_ids(user_id: int | BindParameter) -> Select:
     return (
         select(WorkspaceMember.workspace_id)
         .join(Workspace, Workspace.id == WorkspaceMember.workspace_id)
-        .where(WorkspaceMember.user_id == user.id, Workspace.deleted_at.is_(None))
+        .where(WorkspaceMember.user_id == user_id, Workspace.deleted_at.is_(None))
     )
 
 
@@ -59,28 +65,42 @@ def get_workspace(user: User, uuid: str, *, write: bool = False) -> Workspace:
 
 
 def _not_someone_elses_private(user: User) -> ColumnElement[bool]:
-    return (Workflow.visibility != "private") | (Workflow.user_id == user.id)
+    return _not_private_of_another(user.id)
+
+
+def _not_private_of_another(user_id: int | BindParameter) -> ColumnElement[bool]:
+    return (Workflow.visibility != "private") | (Workflow.user_id == user_id)
 
 
 def visible_workflows(user: User) -> Select:
     """Workflows the user may see: live ones in their workspaces; private ones only their own."""
+    return _visible_workflows(user.id)
+
+
+def _visible_workflows(user_id: int | BindParameter) -> Select:
     return select(Workflow).where(
         Workflow.deleted_at.is_(None),
-        Workflow.workspace_id.in_(member_workspace_ids(user)),
-        _not_someone_elses_private(user),
+        Workflow.workspace_id.in_(_member_workspace_ids(user_id)),
+        _not_private_of_another(user_id),
     )
+
+
+@functools.cache
+def _workflow_with_role(lock: bool) -> Select:
+    """One visible workflow by uuid, with the user's role in its workspace (built once: this
+    runs on every trigger)."""
+    user_id = bindparam("user_id")
+    role = (select(WorkspaceMember.role)
+            .where(WorkspaceMember.workspace_id == Workflow.workspace_id, WorkspaceMember.user_id == user_id)
+            .scalar_subquery())
+    query = _visible_workflows(user_id).where(Workflow.uuid == bindparam("uuid")).add_columns(role)
+    return query.with_for_update() if lock else query
 
 
 def get_workflow(user: User, uuid: str, *, write: bool = False, lock: bool = False) -> Workflow:
     """The workflow (404 if the user may not see it); with ``write``, 403 unless the user's role
     allows writing (the role comes with the workflow, in the same query)."""
-    role = (select(WorkspaceMember.role)
-            .where(WorkspaceMember.workspace_id == Workflow.workspace_id, WorkspaceMember.user_id == user.id)
-            .scalar_subquery())
-    query = visible_workflows(user).where(Workflow.uuid == uuid).add_columns(role)
-    if lock:
-        query = query.with_for_update()
-    row = db.session.execute(query).one_or_none()
+    row = db.session.execute(_workflow_with_role(lock), {"user_id": user.id, "uuid": uuid}).one_or_none()
     if row is None:
         abort(404, message=NOT_FOUND)
     workflow, user_role = row

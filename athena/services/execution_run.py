@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from athena.engine import (
@@ -28,6 +28,7 @@ from athena.redis_client import get_redis
 from athena.models import Workflow, WorkflowExecution, WorkflowExecutionData
 from athena.services.executions import claim_final_events
 from athena.services.leases import Lease
+from athena.services.prebuilt import update_row
 from athena.services.status import transition
 from athena.services.workflows import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
@@ -55,6 +56,14 @@ def parsed_graph(nodes: list, edges: list) -> Graph:
     (The runner only reads the graph; node types are registered at import, so a cached plan
     stays valid for the life of the process.)"""
     return _parse_cached(json.dumps([nodes, edges], sort_keys=True, separators=(",", ":")))
+
+
+@functools.cache
+def _load_statement() -> Select:
+    """The execution with its workflow, workspace and data, in one query (built once)."""
+    return (select(WorkflowExecution).where(WorkflowExecution.id == bindparam("execution_id"))
+            .options(joinedload(WorkflowExecution.workflow).joinedload(Workflow.workspace),
+                     joinedload(WorkflowExecution.execution_data)))
 
 
 def _iteration(event: NodeStarted | NodeFinished) -> dict[str, int]:
@@ -117,9 +126,7 @@ class ExecutionRun:
     def run(self) -> str:
         """Own the execution through its lease for as long as this job runs it."""
         execution = db.session.execute(
-            select(WorkflowExecution).where(WorkflowExecution.id == self.execution_id)
-            .options(joinedload(WorkflowExecution.workflow).joinedload(Workflow.workspace),
-                     joinedload(WorkflowExecution.execution_data))
+            _load_statement(), {"execution_id": self.execution_id}
         ).unique().scalar_one_or_none()
         if execution is None or execution.deleted_at is not None:
             return "missing"
@@ -253,11 +260,8 @@ class ExecutionRun:
 
     def checkpoint(self) -> None:
         self.meta["execution_time"] = self.execution_time()
-        db.session.execute(
-            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
-            .values(workflow_data=self.state.to_entries(), meta=dict(self.meta), updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        update_row(WorkflowExecutionData.__table__, self.data_id, workflow_data=self.state.to_entries(),
+                   metadata=dict(self.meta), updated_at=utcnow())
         db.session.commit()
         self.last_checkpoint = time.monotonic()
         self.unsaved_effects = False
@@ -365,13 +369,10 @@ class ExecutionRun:
     def finish(self, status: str, output: Any, error: str | None) -> str:
         self.meta["running_node"] = None
         self.meta["execution_time"] = self.execution_time()
-        values: dict[str, Any] = {"meta": dict(self.meta)}
+        values: dict[str, Any] = {"metadata": dict(self.meta)}
         if hasattr(self, "state"):
             values["workflow_data"] = self.state.to_entries()
-        db.session.execute(
-            update(WorkflowExecutionData).where(WorkflowExecutionData.id == self.data_id)
-            .values(**values).execution_options(synchronize_session=False)
-        )
+        update_row(WorkflowExecutionData.__table__, self.data_id, **values)
         if not transition(self.execution_id, status, only_from=("running",), output=output, error=error):
             db.session.commit()  # keep the checkpoint; the status was already terminal (stopped)
             self.emit_final("cancelled", output=None, error=error or "Stopped")

@@ -1,12 +1,13 @@
 """Executions: create and enqueue, stop (with cascade), retry, update, delete."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import current_app
 from flask_smorest import abort
 from rq.job import Job
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 
 from athena.eventlog import event_log_for_app
 from athena.extensions import db
@@ -63,6 +64,14 @@ def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id:
     )
 
 
+@functools.cache
+def _count_trigger() -> Update:
+    """Built once (it runs on every trigger): the workflow's trigger count and last use."""
+    table = Workflow.__table__
+    return (update(table).where(table.c.id == bindparam("workflow_id"))
+            .values(trigger_count=table.c.trigger_count + 1, last_used_at=bindparam("now")))
+
+
 def create_execution(workflow: Workflow, user: User | None, *, mode: str, input: Any = None,
                      parent: WorkflowExecution | None = None, parent_node_id: str | None = None,
                      retry_of: WorkflowExecution | None = None, entries: list | None = None,
@@ -78,29 +87,24 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
         parent_execution_id=parent.id if parent else None, parent_node_id=parent_node_id,
     )
     execution.workflow = workflow
-    db.session.add(execution)
-    db.session.flush()
     graph = snapshot or {"nodes": workflow.nodes or [], "edges": workflow.edges or [],
                          "variables": public_variables(workflow.variables)}
-    db.session.add(WorkflowExecutionData(
-        workflow_execution_id=execution.id, workflow_data=entries or [], data=graph,
+    execution.execution_data = WorkflowExecutionData(  # both rows in one flush, at the commit
+        workflow_data=entries or [], data=graph,
         meta={"running_node": None, "execution_time": 0, "processed_count": 0, "error_count": 0,
               "retry_count": 0, "workflow_execution_data_id": None},
-    ))
-    db.session.execute(
-        update(Workflow).where(Workflow.id == workflow.id)
-        .values(trigger_count=Workflow.trigger_count + 1, last_used_at=now)
-        .execution_options(synchronize_session=False)
     )
-    # Everything written is in the objects already (uuids, timestamps and defaults are set in
-    # Python): keep them loaded instead of reloading the execution, its workflow and workspace.
+    db.session.add(execution)
+    db.session.connection().execute(_count_trigger(), {"workflow_id": workflow.id, "now": now})
+    # The uuids, timestamps and defaults are set in Python: the events and the job below need no
+    # reload of the execution, its workflow and workspace. What others may change from now on
+    # is expired right after (a later read in this session reloads it).
     session = db.session()
     session.expire_on_commit = False
     try:
         session.commit()
     finally:
         session.expire_on_commit = True
-    db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
     # The ``pending`` event and the job go to Redis in one round trip, the event first.
     pipe = get_redis().pipeline()
     pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too
@@ -108,6 +112,9 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
     if start and not running:
         enqueue(execution, pipeline=pipe)
     pipe.execute()
+    db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
+    db.session.expire(execution.execution_data)
+    db.session.expire(execution)
     return execution
 
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-
-from athena.extensions import db
 from athena.models import TERMINAL_STATUSES, WorkflowExecution
+from athena.services.prebuilt import update_row
 from athena.timeutil import utcnow
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -50,10 +48,4 @@ def transition(execution_id: int, target: str, *, only_from: tuple[str, ...] | N
     if target in TERMINAL_STATUSES:
         values.setdefault("stopped_at", now)
         values.setdefault("wait_till", None)
-    result = db.session.execute(
-        update(WorkflowExecution)
-        .where(WorkflowExecution.id == execution_id, WorkflowExecution.status.in_(allowed))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return update_row(WorkflowExecution.__table__, execution_id, status_in=tuple(allowed), **values) == 1
