@@ -21,8 +21,6 @@ from athena.models import ApiToken, User
 from athena.timeutil import utcnow
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("athena-dummy-password")
 APP_HEADER = "X-Multiplai-Authorization"
 INVALID_CREDENTIALS = "These credentials do not match our records."
 UNAUTHENTICATED = "Unauthenticated."
@@ -38,9 +36,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so both failures cost the same time. Made on
+    first use, not at import: an argon2 hash takes 64 MiB for a moment, every process would pay."""
+    return _hasher.hash("athena-dummy-password")
+
+
 def verify_password(user: User | None, password: str) -> bool:
     try:
-        return _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        return _hasher.verify(user.password_hash if user else _dummy_hash(), password) and user is not None
     except (VerificationError, InvalidHashError):
         return False
 

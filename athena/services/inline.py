@@ -10,10 +10,11 @@ nothing outside the execution, so no user-visible effect runs in the API process
 are sandboxed as everywhere else. ``ATHENA_INLINE_MAX_NODES=0`` turns inline runs off."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
 from athena.engine import registry
@@ -41,7 +42,11 @@ def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any) 
     execution = create_execution(workflow, user, mode=mode, input=input, start=False, running=True)
     execution_id = execution.id
     ExecutionRun(execution_id, continuing=True, announce=True).run()
-    return db.session.execute(
-        select(WorkflowExecution).where(WorkflowExecution.id == execution_id)
-        .options(joinedload(WorkflowExecution.workflow).joinedload(Workflow.workspace))
-    ).unique().scalar_one()
+    return db.session.execute(_reload_statement(), {"execution_id": execution_id}).unique().scalar_one()
+
+
+@functools.cache
+def _reload_statement() -> Select:
+    """The finished execution with what its answer shows of the workflow (built once)."""
+    return (select(WorkflowExecution).where(WorkflowExecution.id == bindparam("execution_id"))
+            .options(joinedload(WorkflowExecution.workflow).joinedload(Workflow.workspace)))
