@@ -9,7 +9,10 @@ then the live relay from the Redis event log (see :mod:`athena.relay`).
 Auth uses the API tokens: ``?token=``, ``Sec-WebSocket-Protocol: bearer, <token>`` (browsers;
 the server then selects ``bearer``), ``Authorization`` or ``X-Multiplai-Authorization``.
 Refusals are an ``{"event": "error", ...}`` message followed by close code 4401
-(unauthenticated), 4404 (not found / not a member) or 4400 (bad ``after_seq``)."""
+(unauthenticated), 4404 (not found / not a member) or 4400 (bad ``after_seq``). A socket that
+falls more than ``WS_QUEUE_LIMIT`` events behind gets such an error message and close code 1013
+(reconnect with ``after_seq`` = the last seq received); 1011 when the event log cannot be read.
+The log is read once per process for all sockets (:mod:`athena.fanout`)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -21,6 +24,7 @@ from sqlalchemy import select
 from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
 from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
 from athena.extensions import db, sock
+from athena.fanout import DEFAULT_QUEUE_LIMIT, hub_for
 from athena.models import User, Workflow, WorkflowExecution, Workspace
 from athena.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
 from athena.schemas.executions import ExecutionSchema
@@ -123,10 +127,13 @@ def _snapshot_message(execution: WorkflowExecution, user: User, last_seq: int) -
     return {"event": "snapshot", "execution": execution_snapshot(execution, user), "last_seq": last_seq}
 
 
-def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck: Recheck, **kw: Any) -> Relay:
-    return Relay(ws, log, key, cursor, recheck, block_seconds=app.config["WS_POLL_SECONDS"],
+def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck: Recheck, head: int,
+           **kw: Any) -> Relay:
+    """``head``: a seq the log is known to hold (the snapshot's ``last_seq``)."""
+    return Relay(ws, log, key, cursor, recheck, hub_for(app), head=head, block_seconds=app.config["WS_POLL_SECONDS"],
                  recheck_seconds=app.config["WS_RECHECK_SECONDS"],
-                 finish_grace_seconds=app.config["WS_FINISH_GRACE_SECONDS"], **kw)
+                 finish_grace_seconds=app.config["WS_FINISH_GRACE_SECONDS"],
+                 queue_limit=int(app.config.get("WS_QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)), **kw)
 
 
 def execution_channel(ws: Any, execution_uuid: str) -> None:
@@ -154,7 +161,7 @@ def execution_channel(ws: Any, execution_uuid: str) -> None:
 
     tail = log.read_after(key, last_seq - 1, count=1) if last_seq else []
     send_json(ws, snapshot)
-    relay = _relay(ws, app, log, key, after_seq, recheck, stop_event=FINISHED_EVENT)
+    relay = _relay(ws, app, log, key, after_seq, recheck, last_seq, stop_event=FINISHED_EVENT)
     if tail and tail[0].get("event") == FINISHED_EVENT:
         relay.end_seq = tail[0]["seq"]
     elif finished and not last_seq:
@@ -184,7 +191,8 @@ def workspace_channel(ws: Any, workspace_uuid: str) -> None:
             db.session.remove()
 
     send_json(ws, {"event": "snapshot", "workspace_uuid": workspace_uuid, "last_seq": last_seq})
-    _relay(ws, app, log, key, after_seq, recheck, workspace=True, visible=WorkflowVisibility(app, user_id)).run()
+    _relay(ws, app, log, key, after_seq, recheck, last_seq, workspace=True,
+           visible=WorkflowVisibility(app, user_id)).run()
 
 
 def _serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str) -> None:

@@ -1,16 +1,19 @@
 """The WebSocket relay loop: every event of one event-log stream after a cursor, in seq order.
 
-One loop serves both the replay and the live part: ``XREAD`` from ``<cursor>-0`` returns at
-once when entries exist and otherwise blocks for at most ``block_seconds``, so there is no
-hand-over between "replay" and "live" where an event could be lost or sent twice. Between
-reads the loop checks that the client is still connected, so a closed client frees its
-thread within about one block. Every ``recheck_seconds`` of idle the channel's ``recheck``
-re-validates the token and the access (and, for executions, notices a finish whose
-``execution.finished`` event never reached the log)."""
+The socket first sends what the log holds after its cursor (``XRANGE`` pages: the replay), then
+subscribes to the process's shared reader (:mod:`athena.fanout`), replays the few entries between
+its cursor and the subscription's ``start`` (logged while it subscribed) and then sends the
+subscription's queue, which holds exactly the entries after ``start``, skipping seqs already
+sent: no event is lost or sent twice across the hand-over. The queue wait is bounded by
+``block_seconds``, so a closed client frees its thread within about that long. Every
+``recheck_seconds`` of idle the channel's ``recheck`` re-validates the token and the access (and,
+for executions, notices a finish whose ``execution.finished`` event never reached the log).
+
+A socket more than its queue limit behind is closed with 1013 (its client reconnects with
+``after_seq`` = the last seq it got); a hub that cannot read the log ends its sockets with 1011."""
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -18,10 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from flask import Flask
+from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
 
 from athena.eventlog import EventLog
+from athena.fanout import DEFAULT_QUEUE_LIMIT, Hub, Overflowed, SharedEvent, Subscription, encode
 
 NORMAL_CLOSURE = 1000
+TRY_AGAIN_LATER = 1013  # the socket fell too far behind: reconnect with after_seq
+REPLAY_PAGE = 1000
 
 
 class Refused(Exception):
@@ -44,13 +52,45 @@ Recheck = Callable[[], "Finished | None"]  # raises Refused to end the socket
 
 
 def send_json(ws: Any, message: dict[str, Any]) -> None:
-    ws.send(json.dumps(message, separators=(",", ":"), default=str))
+    ws.send(encode(message))
 
 
 def refuse(ws: Any, refused: Refused) -> None:
     """The error as a JSON message first (browsers see it), then the close code."""
     send_json(ws, {"event": "error", "code": refused.code, "message": refused.message})
     ws.close(reason=refused.code, message=refused.message)
+
+
+class Writer:
+    """Sends events to a flask-sock (simple_websocket) socket, each batch in one write. While the
+    connection frames messages plainly (seen on its first message: no extension such as
+    permessage-deflate), the events' shared frames go out as they are, framed once per process."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.raw = hasattr(ws, "ws") and hasattr(ws, "sock")  # else: ws.send() per message
+        self.plain: bool | None = None
+
+    def send(self, events: list[SharedEvent]) -> None:
+        if not events:
+            return
+        ws = self.ws
+        if not self.raw:
+            for event in events:
+                ws.send(event.text)
+            return
+        if not ws.connected:
+            raise ConnectionClosed(ws.close_reason, ws.close_message)
+        chunks = []
+        for event in events:
+            if self.plain:
+                chunks.append(event.frame)
+                continue
+            framed = ws.ws.send(TextMessage(data=event.text))
+            if self.plain is None:
+                self.plain = framed == event.frame
+            chunks.append(framed)
+        ws.sock.sendall(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
 
 @dataclass
@@ -60,10 +100,15 @@ class Relay:
     key: str
     cursor: int
     recheck: Recheck
+    hub: Hub
+    # A seq known to be in the log (the snapshot's last_seq): where the hub may start reading a
+    # key nobody watches yet (never past the log's end, so no later entry can be skipped).
+    head: int = 0
     workspace: bool = False
     block_seconds: float = 1.0
     recheck_seconds: float = 30.0
     finish_grace_seconds: float = 2.0
+    queue_limit: int = DEFAULT_QUEUE_LIMIT
     # Close (1000) right after sending an event with this name (execution channels).
     stop_event: str | None = None
     # Close once the cursor reached this seq (the log already holds the final event).
@@ -79,24 +124,48 @@ class Relay:
             self.deadline = time.monotonic() + self.finish_grace_seconds
             self.final = final
 
+    def __post_init__(self) -> None:
+        self.writer = Writer(self.ws)
+
     def run(self) -> None:
+        if self._replay(None) or self._reached_end():
+            return
+        position = min(self.cursor, self.head)
+        with self.hub.subscribe(self.key, position, self.workspace, self.queue_limit) as subscription:
+            if subscription.start > self.cursor and self._replay(subscription.start):
+                return
+            try:
+                self._live(subscription)
+            except Overflowed as exc:
+                refuse(self.ws, Refused(TRY_AGAIN_LATER, f"Too slow ({exc}): reconnect with "
+                                                         f"after_seq={self.cursor}"))
+
+    def _replay(self, upto: int | None) -> bool:
+        """Send the logged events after the cursor, to the end (or at least up to ``upto``).
+        True when the socket is done."""
+        while self.ws.connected and (upto is None or self.cursor < upto):
+            batch = self.log.read_after(self.key, self.cursor, count=REPLAY_PAGE, workspace=self.workspace)
+            if batch:
+                self.head = max(self.head, batch[-1]["seq"])
+                if self._deliver([SharedEvent(data) for data in batch]):
+                    return True
+            if len(batch) < REPLAY_PAGE:
+                break
+        return not self.ws.connected
+
+    def _live(self, subscription: Subscription) -> None:
         next_check = time.monotonic() + self.recheck_seconds
         while self.ws.connected:
-            if self.end_seq is not None and self.cursor >= self.end_seq:
-                return self._close()
+            if self._reached_end():
+                return
             block = self.block_seconds
             if self.deadline is not None:
                 block = min(block, self.deadline - time.monotonic())
-            batch = self.log.wait_after(self.key, self.cursor, max(1, int(block * 1000)), self.workspace)
-            for event in batch:
-                self.cursor = event["seq"]
-                if self.visible is not None and not self.visible(event):
-                    continue
-                send_json(self.ws, event)
-                if self.stop_event is not None and event.get("event") == self.stop_event:
-                    return self._close()
+            batch = subscription.get(max(0.001, block))
+            if self._deliver(batch):
+                return
             if batch:
-                continue  # still replaying: deadlines and rechecks wait until we are caught up
+                continue  # busy: deadlines and rechecks wait until we are idle
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 if self.final is not None:
                     send_json(self.ws, self.final)
@@ -109,6 +178,32 @@ class Relay:
                     return refuse(self.ws, refused)
                 if isinstance(verdict, Finished):
                     self.finish_within_grace(verdict.final)
+
+    def _deliver(self, events: list[SharedEvent]) -> bool:
+        """Send the visible ``events`` after the cursor (seqs already sent are skipped: replay and
+        queue may overlap). True when the stop event was among them (the socket is then closed)."""
+        out: list[SharedEvent] = []
+        stop = False
+        for event in events:
+            if event.seq <= self.cursor:
+                continue
+            self.cursor = event.seq
+            if self.visible is not None and not self.visible(event.data):
+                continue
+            out.append(event)
+            if self.stop_event is not None and event.data.get("event") == self.stop_event:
+                stop = True
+                break
+        self.writer.send(out)
+        if stop:
+            self._close()
+        return stop
+
+    def _reached_end(self) -> bool:
+        if self.end_seq is not None and self.cursor >= self.end_seq:
+            self._close()
+            return True
+        return False
 
     def _close(self) -> None:
         if self.ws.connected:
