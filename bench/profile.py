@@ -152,8 +152,9 @@ def worker_jobs(thread: str, frames: list[str]) -> bool:
 
 def web_on_cpu(thread: str, frames: list[str]) -> bool:
     """Web samples minus blocking reads of the event log (a ``?wait=true`` request waiting for the
-    worker: older recordings without ``--gil`` count those as active)."""
-    return not (frames and "_read_from_socket" in frames[-1] and _has(frames, "EventLog.wait_after"))
+    worker, the WebSocket hub's XREAD: older recordings without ``--gil`` count those as active)."""
+    return not (frames and "_read_from_socket" in frames[-1]
+                and (_has(frames, "EventLog.wait_after") or _has(frames, "Hub._xread")))
 
 
 def worker_main(thread: str, frames: list[str]) -> bool:
