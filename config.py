@@ -91,6 +91,11 @@ class Config:
     WS_POLL_SECONDS = _env_float("ATHENA_WS_POLL_SECONDS", 1.0)
     WS_RECHECK_SECONDS = _env_float("ATHENA_WS_RECHECK_SECONDS", 30.0)
     WS_FINISH_GRACE_SECONDS = _env_float("ATHENA_WS_FINISH_GRACE_SECONDS", 2.0)
+    # One reader per process fans events out (athena/fanout.py): a socket more than this many
+    # events behind is closed with 1013 (reconnect with after_seq); the hub gives up (1011) after
+    # this long without a successful read of Redis.
+    WS_QUEUE_LIMIT = _env_int("ATHENA_WS_QUEUE_LIMIT", 5000)
+    WS_HUB_FAIL_SECONDS = _env_float("ATHENA_WS_HUB_FAIL_SECONDS", 10.0)
     JOB_TIMEOUT_SECONDS = _env_int("ATHENA_JOB_TIMEOUT", 3600)
     # Crash recovery: lease TTL of a running execution, sweeper period, crashes before failing.
     EXECUTION_LEASE_SECONDS = _env_float("ATHENA_LEASE_SECONDS", 15.0)
