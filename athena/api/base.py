@@ -11,6 +11,8 @@ from flask_smorest import Api, abort
 from marshmallow import Schema, fields, validate
 from werkzeug.exceptions import HTTPException
 
+from athena.schemas.common import JSON_VALUE_SCHEMA
+
 _envelopes: dict[tuple[str, str], type[Schema]] = {}
 
 
@@ -105,6 +107,8 @@ class AthenaApi(Api):
 
     def init_app(self, app, *, spec_kwargs=None):  # type: ignore[override]
         super().init_app(app, spec_kwargs=spec_kwargs)
+        # Free-form JSON fields refer to it (athena.schemas.common.Json); recursive, so not a marshmallow schema.
+        self.spec.components.schema("JsonValue", component=JSON_VALUE_SCHEMA)
         app.before_request(guard_input)
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
@@ -189,10 +193,20 @@ def _page_url(page: int) -> str:
     return f"{request.base_url}?{urlencode(args, doseq=True)}"
 
 
-def paginate(query, page: int, per_page: int, *, total: int | None = None) -> dict[str, Any]:
+def paginate(query, page: int, per_page: int, *, total: int | None = None, key=None,
+             rows=None) -> dict[str, Any]:
     """Run a SQLAlchemy select for one page; returns ``{"data", "meta", "links"}``.
 
-    ``query`` is a flask-sqlalchemy/SQLAlchemy ``Select``; the count runs on the same filters.
+    ``query`` is a flask-sqlalchemy/SQLAlchemy ``Select``; the count runs on the same filters
+    (``SELECT count(*) FROM (<query>)``: the databases drop the unused columns, so an index that
+    covers the filters answers it alone).
+
+    With ``key`` (the primary key column of the one entity ``query`` selects; no joins that repeat
+    rows) and ``rows`` (a select of that entity, with its loader options, and no filters), the page
+    is a deferred join: its keys first, from ``query`` with ``LIMIT``/``OFFSET`` (an index range;
+    the rows skipped are not read), then ``rows`` by those keys, in the page's order. Deep pages
+    then cost index entries, not table rows. ``rows`` carries no filters on purpose: with them,
+    a planner without statistics (SQLite) walks the filter's index instead of the 20 keys.
     """
     from sqlalchemy import func, select
 
@@ -201,9 +215,15 @@ def paginate(query, page: int, per_page: int, *, total: int | None = None) -> di
     if total is None:
         count_query = select(func.count()).select_from(query.order_by(None).subquery())
         total = db.session.execute(count_query).scalar_one()
-    items = list(db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).unique().scalars())
-    last_page = max(1, math.ceil(total / per_page))
     start = (page - 1) * per_page
+    if key is None:
+        items = list(db.session.execute(query.limit(per_page).offset(start)).unique().scalars())
+    else:
+        keys = list(db.session.execute(query.with_only_columns(key).limit(per_page).offset(start)).scalars())
+        position = {value: index for index, value in enumerate(keys)}
+        items = sorted(db.session.execute(rows.where(key.in_(keys))).unique().scalars(),
+                       key=lambda item: position[getattr(item, key.key)]) if keys else []
+    last_page = max(1, math.ceil(total / per_page))
     return {
         "data": items,
         "meta": {

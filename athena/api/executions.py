@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from sqlalchemy import select
 
 from athena.api.base import PageArgsSchema, envelope, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
@@ -42,8 +43,8 @@ class Executions(MethodView):
     @blp.response(200, page_envelope(ExecutionSchema))
     def get(self, args):
         """List executions (a workspace, organization or workflow filter is required)"""
-        query = queries.with_options(queries.list_query(current_user(), args), args)
-        page = paginate(query, args["page"], args["per_page"])
+        page = paginate(queries.list_query(current_user(), args), args["page"], args["per_page"],
+                        key=WorkflowExecution.id, rows=queries.with_options(select(WorkflowExecution), args))
         queries.include(current_user(), page["data"], args)
         return page
 
@@ -67,7 +68,7 @@ class ExecutionCount(MethodView):
     @blp.arguments(ExecutionCountArgsSchema, location="query")
     @blp.response(200, envelope(ExecutionCountSchema))
     def get(self, args):
-        """Count executions in a date range"""
+        """Count executions in a date range (workspace_uuid or multiplai_id is required)"""
         return {"data": {"count": queries.count(current_user(), args)}}
 
 

@@ -16,10 +16,15 @@ class WorkflowExecution(IdMixin, TimestampMixin, SoftDeleteMixin, db.Model):
         db.Index("ix_executions_workspace_created", "workspace_id", "created_at"),
         db.Index("ix_executions_workflow_status", "workflow_id", "status"),
         db.Index("ix_executions_status_wait_till", "status", "wait_till"),
-        # The documented list and count: live executions of a workspace/workflow by creation time.
-        db.Index("ix_executions_live_workspace_created", "workspace_id", "created_at",
-                 postgresql_where=db.text("deleted_at IS NULL"), sqlite_where=db.text("deleted_at IS NULL")),
-        db.Index("ix_executions_live_workflow_created", "workflow_id", "created_at",
+        # The documented list and count (services/execution_queries.py): live executions of a
+        # workspace/workflow in (created_at, id) order, the list's sort, so a page is an index range
+        # and its total and the count read the index alone. workflow_id: the filter that leaves
+        # out other members' private workflows. deleted_at (always NULL here): SQLite only counts
+        # from an index alone when it holds the columns of the partial index's WHERE too.
+        db.Index("ix_executions_live_workspace_list", "workspace_id", "created_at", "id", "workflow_id",
+                 "deleted_at", postgresql_where=db.text("deleted_at IS NULL"),
+                 sqlite_where=db.text("deleted_at IS NULL")),
+        db.Index("ix_executions_live_workflow_list", "workflow_id", "created_at", "id", "deleted_at",
                  postgresql_where=db.text("deleted_at IS NULL"), sqlite_where=db.text("deleted_at IS NULL")),
     )
     workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id"), nullable=False)

@@ -5,7 +5,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from athena.schemas.common import StrictSchema, UtcDateTime
+from athena.schemas.common import StrictSchema, Text, UtcDateTime
 
 APPROVAL_STATUSES = ("pending", "approved", "rejected", "expired", "cancelled")
 
@@ -48,4 +48,4 @@ class ApprovalSchema(Schema):
 
 
 class ApprovalDecisionSchema(StrictSchema):
-    comment = fields.String(allow_none=True, validate=validate.Length(max=10_000))
+    comment = Text(allow_none=True, validate=validate.Length(max=10_000))

@@ -1,8 +1,69 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+import re
+
+from marshmallow import Schema, fields, validate
 
 from athena.timeutil import iso, to_naive_utc
+
+# Request rules that hold everywhere, spelled so the OpenAPI document can state them too.
+#
+# guard_input (athena/api/base.py) refuses NUL (U+0000) anywhere in a request: PostgreSQL text and
+# JSONB cannot store it. Every request string field carries this pattern, free-form JSON is a
+# JsonValue (below). The pattern is ECMA-262 and Python alike.
+NO_NUL = r"^[^\x00]*$"
+NUL_ERROR = "May not contain NUL characters."
+# What Python's str.strip() removes (str.isspace), spelled out: ``\s`` means something else in
+# ECMA-262 and in the Rust regex engines validators use, so a pattern saying "not blank" with it
+# would not say what the server checks.
+SPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Not blank (something besides whitespace) and no NUL.
+NOT_BLANK = rf"^[^\x00]*[^\x00{SPACE_CLASS}][^\x00]*$"
+
+
+def _has_pattern(field: fields.Field) -> bool:
+    return any(isinstance(getattr(v, "regex", None), re.Pattern) for v in field.validators)
+
+
+class Text(fields.String):
+    """A request string: no NUL, documented as ``pattern`` (a field with its own Regexp validator
+    must exclude NUL in it: the document shows one pattern per field)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not _has_pattern(self):
+            self.validators.insert(0, validate.Regexp(NO_NUL, error=NUL_ERROR))
+
+
+def not_blank(error: str = "May not be blank.") -> validate.Regexp:
+    return validate.Regexp(NOT_BLANK, error=error)
+
+
+# Free-form JSON (an execution's input, workflow variables, node/edge content): any JSON value
+# without NUL in a string. OpenAPI 3.0 cannot constrain object keys (propertyNames is 3.1): the
+# description says it. Registered as a component by AthenaApi.init_app (it refers to itself).
+JSON_VALUE_REF = "#/components/schemas/JsonValue"
+JSON_VALUE_SCHEMA = {
+    "description": "Any JSON value; no string in it, object keys included, may contain NUL (U+0000), "
+                   "and it may be nested at most 100 levels deep.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean", "nullable": True},  # OpenAPI 3.0 spells null as a nullable type
+        {"type": "array", "items": {"$ref": JSON_VALUE_REF}},
+        {"type": "object", "additionalProperties": {"$ref": JSON_VALUE_REF}},
+    ],
+}
+
+
+class Json(fields.Raw):
+    """Free-form JSON in a request (guard_input enforces the NUL and depth rules)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_none", True)
+        # anyOf, not allOf: apispec would add an "any object" branch to an allOf for allow_none.
+        metadata = {**kwargs.pop("metadata", {}), "anyOf": [{"$ref": JSON_VALUE_REF}]}
+        super().__init__(metadata=metadata, **kwargs)
 
 
 class UtcDateTime(fields.DateTime):

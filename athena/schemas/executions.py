@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
 from athena.models import MODES, STATUSES
-from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
+from athena.schemas.common import SPACE_CLASS, Json, QuerySchema, StrictSchema, Text, UtcDateTime
 from athena.schemas.workflows import WorkflowSchema
 
 
@@ -71,8 +73,8 @@ def dump_included_data(data) -> list[dict]:
 
 
 class ExecutionCreateSchema(StrictSchema):
-    workflow_uuid = fields.String(required=True, validate=validate.Length(max=64))
-    input = fields.Raw(allow_none=True)
+    workflow_uuid = Text(required=True, validate=validate.Length(max=64))
+    input = Json()
     mode = fields.String(load_default="manual", validate=validate.OneOf(["manual", "api", "webhook", "schedule"]))
 
 
@@ -87,36 +89,46 @@ WITH_OPTIONS = ("workflow", "workflowExecutionData")
 WITH_COUNT_OPTIONS = ("workflowApprovals", "pendingWorkflowApprovals")
 
 
-def _csv_of(options: tuple[str, ...]):
-    # marshmallow 4 ignores a validator's return value: it has to raise.
-    def check(value: str) -> None:
-        unknown = [part.strip() for part in value.split(",") if part.strip() and part.strip() not in options]
-        if unknown:
-            raise ValidationError(f"Unknown value(s) {', '.join(unknown)}; allowed: {', '.join(options)}.")
+class _CsvOf:
+    """A comma-separated subset of ``options``; whitespace around a part and empty parts are
+    ignored. A validator with a ``regex`` (the pattern apispec documents) that explains itself
+    better than a plain Regexp would: it names the unknown parts."""
 
-    return check
+    def __init__(self, options: tuple[str, ...]) -> None:
+        self.options = options
+        part = rf"[{SPACE_CLASS}]*(?:{'|'.join(options)})?[{SPACE_CLASS}]*"
+        self.regex = re.compile(rf"^{part}(?:,{part})*$")
+
+    # marshmallow 4 ignores a validator's return value: it has to raise.
+    def __call__(self, value: str) -> None:
+        if self.regex.match(value) is None:
+            unknown = [part.strip() for part in value.split(",") if part.strip() not in ("", *self.options)]
+            raise ValidationError(f"Unknown value(s) {', '.join(unknown)}; allowed: {', '.join(self.options)}.")
 
 
 class IncludeArgsSchema(QuerySchema):
-    with_ = fields.String(data_key="with", validate=_csv_of(WITH_OPTIONS),
+    with_ = fields.String(data_key="with", validate=_CsvOf(WITH_OPTIONS),
                           metadata={"description": "comma-separated: workflow,workflowExecutionData"})
-    with_count = fields.String(validate=_csv_of(WITH_COUNT_OPTIONS),
+    with_count = fields.String(validate=_CsvOf(WITH_COUNT_OPTIONS),
                                metadata={"description": "comma-separated: workflowApprovals,pendingWorkflowApprovals"})
 
 
 class ExecutionListArgsSchema(IncludeArgsSchema):
-    workflow_uuid = fields.String(validate=validate.Length(max=64))
-    workflow_uuids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=100))
+    """At least one of workspace_uuid, organization_multiplai_id, workflow_uuid or workflow_uuids
+    (non-empty) is required: a 422 otherwise (OpenAPI cannot state a rule across parameters)."""
+
+    workflow_uuid = Text(validate=validate.Length(max=64))
+    workflow_uuids = fields.List(Text(validate=validate.Length(max=64)), validate=validate.Length(max=100))
     # The documented spelling is ``workflow_uuids[]`` (PHP/Laravel style); both are accepted and merged.
-    workflow_uuids_brackets = fields.List(fields.String(validate=validate.Length(max=64)),
+    workflow_uuids_brackets = fields.List(Text(validate=validate.Length(max=64)),
                                           data_key="workflow_uuids[]", validate=validate.Length(max=100),
                                           metadata={"description": "same as workflow_uuids"})
-    workspace_uuid = fields.String(validate=validate.Length(max=64))
-    organization_multiplai_id = fields.String(validate=validate.Length(max=64))
-    user_multiplai_id = fields.String(validate=validate.Length(max=64))
+    workspace_uuid = Text(validate=validate.Length(max=64))
+    organization_multiplai_id = Text(validate=validate.Length(max=64))
+    user_multiplai_id = Text(validate=validate.Length(max=64))
     status = fields.String(validate=validate.OneOf(STATUSES))
     mode = fields.String(validate=validate.OneOf(MODES))
-    search = fields.String(validate=validate.Length(max=255))
+    search = Text(validate=validate.Length(max=255))
     sort_by = fields.String(load_default="created_at", validate=validate.OneOf(["created_at", "updated_at"]))
     sort_direction = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
     date_from = fields.Date()
@@ -124,8 +136,10 @@ class ExecutionListArgsSchema(IncludeArgsSchema):
 
 
 class ExecutionCountArgsSchema(QuerySchema):
-    workspace_uuid = fields.String(validate=validate.Length(max=64))
-    multiplai_id = fields.String(validate=validate.Length(max=64))
+    """workspace_uuid or multiplai_id (non-empty) is required: a 422 otherwise."""
+
+    workspace_uuid = Text(validate=validate.Length(max=64))
+    multiplai_id = Text(validate=validate.Length(max=64))
     start_date = fields.Date(required=True)
     end_date = fields.Date(required=True)
     status = fields.String(validate=validate.OneOf(STATUSES))

@@ -1,33 +1,28 @@
 """Request and response shapes of ``POST /api/v1/workflows/generate``."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, fields, validate
 
 from athena.models import VISIBILITIES
-from athena.schemas.common import StrictSchema
+from athena.schemas.common import StrictSchema, Text, not_blank
 
 
 class GenerateRequestSchema(StrictSchema):
     """Accepted as JSON or as multipart/form-data (``true``/``false``/``1``/``0`` for the flags;
     empty form fields count as absent)."""
 
-    workspace_uuid = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                                   metadata={"description": "Workspace the workflow is for (editor or owner)."})
-    prompt = fields.String(required=True, validate=validate.Length(min=1, max=8000),
-                           metadata={"description": "What the workflow should do, in plain language."})
+    workspace_uuid = Text(required=True, validate=validate.Length(min=1, max=64),
+                          metadata={"description": "Workspace the workflow is for (editor or owner)."})
+    prompt = Text(required=True, validate=[not_blank("The prompt may not be blank."), validate.Length(min=1, max=8000)],
+                  metadata={"description": "What the workflow should do, in plain language."})
     stream = fields.Boolean(load_default=False,
                             metadata={"description": "Answer with Server-Sent Events (text/event-stream)."})
     auto_create = fields.Boolean(load_default=False,
                                  metadata={"description": "Save the generated workflow and return it (201)."})
     visibility = fields.String(validate=validate.OneOf(VISIBILITIES),
                                metadata={"description": "Visibility of the created workflow."})
-    model = fields.String(validate=validate.Length(min=1, max=200),
-                          metadata={"description": "Model name (default gpt-4.1-mini / ATHENA_LLM_MODEL)."})
-
-    @validates("prompt")
-    def _not_blank(self, value: str, **kwargs) -> None:
-        if not value.strip():
-            raise ValidationError("The prompt may not be blank.")
+    model = Text(validate=validate.Length(min=1, max=200),
+                 metadata={"description": "Model name (default gpt-4.1-mini / ATHENA_LLM_MODEL)."})
 
 
 class GeneratedWorkflowSchema(Schema):

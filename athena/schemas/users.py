@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from athena.schemas.common import StrictSchema, UtcDateTime
+from athena.schemas.common import StrictSchema, Text, UtcDateTime
 
 
 class OrganizationSchema(Schema):
@@ -28,9 +28,9 @@ class UserSchema(Schema):
 
 
 class SignInSchema(StrictSchema):
-    email = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
-    device_name = fields.String(validate=validate.Length(max=255))
+    email = Text(required=True, validate=validate.Length(min=1, max=255))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+    device_name = Text(validate=validate.Length(max=255))
 
 
 class TokenSchema(Schema):

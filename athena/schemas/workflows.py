@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from athena.models import VISIBILITIES
-from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
+from athena.schemas.common import JSON_VALUE_REF, Json, QuerySchema, StrictSchema, Text, UtcDateTime
 
 
 class WorkflowSchema(Schema):
@@ -48,41 +48,55 @@ class WorkflowSchema(Schema):
 
 
 _name = validate.Length(min=1, max=255)
+# What fields.URL accepts starts with one of its schemes; the pattern says so (and excludes NUL).
+_PHOTO_URL = r"^(?:[Hh][Tt][Tt][Pp][Ss]?|[Ff][Tt][Pp][Ss]?)://[^\x00]*$"
+# Printable ASCII: the secret is HMAC key material every client must encode the same way, and its
+# Fernet encryption must fit the 255-character column (64 bytes at most).
+_WEBHOOK_SECRET = r"^[\x20-\x7e]*$"
+_GRAPH_PART = {"description": "Validated as a workflow graph (node types, parameters, edges between "
+                              "existing nodes; at most ATHENA_MAX_NODES nodes, 500 by default): an "
+                              "invalid graph is a 422 listing every problem."}
 
 
-def _at_most_64_bytes(value: str) -> None:
-    if len(value.encode()) > 64:
-        raise ValidationError("Must be at most 64 bytes in UTF-8.")
+def _graph_item() -> fields.Raw:
+    # Documented as an object; the graph validation rejects anything else, naming it ("nodes[0]
+    # must be an object"), which says more than a marshmallow Dict would.
+    return fields.Raw(metadata={"type": "object", "additionalProperties": {"$ref": JSON_VALUE_REF}})
 
 
 class WorkflowWriteSchema(StrictSchema):
-    name = fields.String(validate=_name)
-    description = fields.String(allow_none=True, validate=validate.Length(max=10_000))
+    name = Text(validate=_name)
+    description = Text(allow_none=True, validate=validate.Length(max=10_000))
     visibility = fields.String(validate=validate.OneOf(VISIBILITIES))
     is_active = fields.Boolean()
     allow_cloning = fields.Boolean()
     allow_account_usage = fields.Boolean()
     template_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=2**31 - 1))
-    profile_photo_url = fields.URL(allow_none=True, validate=validate.Length(max=2048))
-    profile_photo_config = fields.Dict(allow_none=True)
-    nodes = fields.List(fields.Raw())
-    edges = fields.List(fields.Raw())
-    variables = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)))
-    # Write-only; stored Fernet-encrypted, which must fit the 255-character column: <= 64 bytes.
-    webhook_secret = fields.String(allow_none=True, load_only=True, validate=[
+    profile_photo_url = fields.URL(
+        allow_none=True, validate=[validate.Regexp(_PHOTO_URL, error="Not a valid URL."), validate.Length(max=2048)],
+        metadata={"format": "uri", "description": "An absolute http, https, ftp or ftps URL."})
+    profile_photo_config = fields.Dict(allow_none=True, values=Json())
+    nodes = fields.List(_graph_item(), metadata=_GRAPH_PART)
+    edges = fields.List(_graph_item(), metadata=_GRAPH_PART)
+    variables = fields.Dict(keys=Text(validate=validate.Length(min=1, max=255)), values=Json(), metadata={
+        "description": "Names of 1 to 255 characters. A value {\"secret\": true, \"value\": \"<non-empty "
+                       "string>\"} is stored encrypted and shown masked; sending the mask back keeps the "
+                       "stored secret."})
+    # Write-only; stored Fernet-encrypted.
+    webhook_secret = Text(allow_none=True, load_only=True, validate=[
+        validate.Regexp(_WEBHOOK_SECRET, error="Must be printable ASCII."),
         validate.Length(min=16, max=64),
-        _at_most_64_bytes,
     ])
 
 
 class WorkflowCreateSchema(WorkflowWriteSchema):
-    workspace_uuid = fields.String(required=True, validate=validate.Length(max=64))
-    name = fields.String(required=True, validate=_name)
+    workspace_uuid = Text(required=True, validate=validate.Length(max=64))
+    name = Text(required=True, validate=_name)
 
 
 class WorkflowQuerySchema(QuerySchema):
-    workspace_uuid = fields.String(validate=validate.Length(max=64))
-    search = fields.String(validate=validate.Length(max=255))
+    workspace_uuid = Text(validate=validate.Length(max=64))
+    search = Text(validate=validate.Length(max=255))
     visibility = fields.String(validate=validate.OneOf(VISIBILITIES))
     is_active = fields.Boolean()
     is_favorite = fields.Boolean()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from athena.models import ROLES
-from athena.schemas.common import QuerySchema, StrictSchema, UtcDateTime
+from athena.schemas.common import QuerySchema, StrictSchema, Text, UtcDateTime
 
 
 class WorkspaceSchema(Schema):
@@ -26,17 +26,17 @@ class WorkspaceSchema(Schema):
 
 
 class WorkspaceCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(allow_none=True, validate=validate.Length(max=5000))
+    name = Text(required=True, validate=validate.Length(min=1, max=255))
+    description = Text(allow_none=True, validate=validate.Length(max=5000))
 
 
 class WorkspaceUpdateSchema(StrictSchema):
-    name = fields.String(validate=validate.Length(min=1, max=255))
-    description = fields.String(allow_none=True, validate=validate.Length(max=5000))
+    name = Text(validate=validate.Length(min=1, max=255))
+    description = Text(allow_none=True, validate=validate.Length(max=5000))
 
 
 class WorkspaceQuerySchema(QuerySchema):
-    search = fields.String(validate=validate.Length(max=255))
+    search = Text(validate=validate.Length(max=255))
 
 
 class MemberSchema(Schema):

@@ -75,8 +75,8 @@ def members(workspace: Workspace) -> list[WorkspaceMember]:
 def add_member(user: User, workspace: Workspace, email: str, role: str) -> WorkspaceMember:
     require_owner(user, workspace.id)
     invitee = db.session.execute(select(User).where(func.lower(User.email) == email.lower())).scalar_one_or_none()
-    if invitee is None:
-        abort(422, message="No user with this email.", errors={"email": ["No user with this email."]})
+    if invitee is None:  # well-formed, but names no user: the user is not found (as an unknown uuid is)
+        abort(404, message="No user with this email.", errors={"email": ["No user with this email."]})
     exists = db.session.execute(
         select(WorkspaceMember).where(
             WorkspaceMember.workspace_id == workspace.id, WorkspaceMember.user_id == invitee.id

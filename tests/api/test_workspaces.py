@@ -220,7 +220,7 @@ def test_member_flow(client):
     assert_json_error(client.post(members, json={"email": "alice@example.com", "role": "viewer"}, headers=headers),
                       409)
     assert "email" in assert_json_error(
-        client.post(members, json={"email": "nobody@example.com", "role": "viewer"}, headers=headers), 422)["errors"]
+        client.post(members, json={"email": "nobody@example.com", "role": "viewer"}, headers=headers), 404)["errors"]
     assert "role" in assert_json_error(
         client.post(members, json={"email": "bob@example.com", "role": "king"}, headers=headers), 422)["errors"]
     assert client.post(members, json={"email": "bob@example.com", "role": "viewer"}, headers=headers).status_code == 201
