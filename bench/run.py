@@ -197,11 +197,14 @@ def run_profiles(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     pyspy, why = profile.ensure_pyspy(log)
     if pyspy is None:
         return {"skipped": why}
-    out_dir = ROOT / "bench" / "results" / "profiles"
+    out_dir = ROOT / "bench" / "results" / "profiles" / args.label
+    out_dir.mkdir(parents=True, exist_ok=True)
     if args.wait_quiet:
         wait_quiet(args.wait_quiet, args.quiet_threshold, log)
     seconds = 6.0 if args.quick else args.profile_seconds
     stack = Stack(db="sqlite", redis="embedded", threads=args.threads, workers=1, label=f"{args.label}-profile")
+    if args.inline_max_nodes is not None:
+        stack.extra_env["ATHENA_INLINE_MAX_NODES"] = str(args.inline_max_nodes)
     stack.start()
     result: dict[str, Any] = {"db": "sqlite", "seconds": seconds, "pyspy": _cmd([pyspy, "--version"])}
     try:
