@@ -133,6 +133,7 @@ def run_database(db: str, scenarios: list[int], settings: Settings, args: argpar
                   keep_instance=args.keep_instance)
     if args.inline_max_nodes is not None:  # 0: every execution goes through the queue and a worker
         stack.extra_env["ATHENA_INLINE_MAX_NODES"] = str(args.inline_max_nodes)
+    stack.web_workers = args.web_workers
     out: dict[str, Any] = {"scenarios": scenarios}
     t0 = time.monotonic()
     if args.wait_quiet:
@@ -329,6 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-instance", action="store_true",
                    help="keep each stack's instance dir (database, logs) under bench/results/tmp/")
     p.add_argument("--threads", type=int, default=16, help="gunicorn threads (make run uses 16)")
+    p.add_argument("--web-workers", type=int, default=1,
+                   help="gunicorn worker processes (make run uses 1, the Procfile 2: inline runs use them)")
     p.add_argument("--inline-max-nodes", type=int, default=None,
                    help="ATHENA_INLINE_MAX_NODES for the stack (default: the app's, 50); 0 sends every "
                         "?wait=true execution through the queue to a worker")
@@ -394,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"label": args.label, "started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
                  "machine": machine(), "versions": versions(),
                  "settings": {**{k: v for k, v in dataclasses.asdict(settings).items() if k != "extra"},
-                              "gunicorn_threads": args.threads, "niceness": os.getpriority(os.PRIO_PROCESS, 0)}},
+                              "gunicorn_threads": args.threads, "gunicorn_workers": args.web_workers,
+                              "inline_max_nodes": "app default (50)" if args.inline_max_nodes is None
+                              else args.inline_max_nodes,
+                              "niceness": os.getpriority(os.PRIO_PROCESS, 0)}},
         "targets": report.TARGETS, "runs": {}, "skipped": []}
     t0 = time.monotonic()
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]

@@ -110,6 +110,7 @@ class Stack:
     db: str = "sqlite"                 # sqlite | postgres
     redis: str = "embedded"            # embedded | server
     threads: int = 16                  # gunicorn gthread threads (make run uses 16)
+    web_workers: int = 1               # gunicorn worker processes (make run: 1; the Procfile: 2)
     workers: int = 1
     label: str = "bench"
     pg_admin_url: str = DEFAULT_PG
@@ -254,7 +255,8 @@ class Stack:
         self.threads = threads
         self.port = free_port()
         py = sys.executable
-        self.web = self._spawn("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", str(threads), "-w", "1",
+        self.web = self._spawn("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", str(threads),
+                                       "-w", str(self.web_workers),
                                        "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3",
                                        *_gunicorn_extra_args(), "wsgi:app"])
         deadline = time.monotonic() + 60

@@ -106,8 +106,9 @@ class WorkflowWebhook(MethodView):
             abort(409, message="The workflow is inactive.")
         enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
         if args["wait"] and inline.eligible(workflow):
-            execution = inline.run_inline(workflow, current_user(), mode="webhook", input=webhook_payload())
-            return {"data": execution}, 200 if execution.is_finished else 202
+            execution = inline.run_inline_if_free(workflow, current_user(), mode="webhook", input=webhook_payload())
+            if execution is not None:
+                return {"data": execution}, 200 if execution.is_finished else 202
         execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload())
         if not args["wait"]:
             return {"data": execution}

@@ -7,10 +7,16 @@ worker. It is written ``running`` in the transaction that creates it, and the le
 right after. If the API process dies mid-run, the lease expires and the sweeper continues the
 execution on a worker, from its last checkpoint, like any other orphan. Pure nodes touch
 nothing outside the execution, so no user-visible effect runs in the API process; expressions
-are sandboxed as everywhere else. ``ATHENA_INLINE_MAX_NODES=0`` turns inline runs off."""
+are sandboxed as everywhere else. ``ATHENA_INLINE_MAX_NODES=0`` turns inline runs off.
+
+At most ``ATHENA_INLINE_CONCURRENCY`` (2) inline runs at a time per API process: a process runs
+Python on one core, and more concurrent runs only queue on the interpreter lock and on the
+database's write lock (SQLite has one writer). A call that finds every slot taken goes through
+the queue to a worker instead, so a burst spreads over the workers' cores."""
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from flask import current_app
@@ -32,6 +38,27 @@ def eligible(workflow: Workflow) -> bool:
         if node_type is None or not node_type.pure:
             return False
     return True
+
+
+def run_inline_if_free(workflow: Workflow, user: User | None, *, mode: str,
+                       input: Any) -> WorkflowExecution | None:  # noqa: A002
+    """:func:`run_inline` if this process has a free inline slot, else None (use the queue)."""
+    slots = _slots()
+    if not slots.acquire(blocking=False):
+        return None
+    try:
+        return run_inline(workflow, user, mode=mode, input=input)
+    finally:
+        slots.release()
+
+
+def _slots() -> threading.BoundedSemaphore:
+    app = current_app._get_current_object()
+    slots = app.extensions.get("athena_inline_slots")
+    if slots is None:
+        slots = app.extensions.setdefault(
+            "athena_inline_slots", threading.BoundedSemaphore(max(1, int(app.config["INLINE_CONCURRENCY"]))))
+    return slots
 
 
 def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any) -> WorkflowExecution:  # noqa: A002

@@ -99,6 +99,29 @@ def test_impure_nodes_long_graphs_wait_false_and_the_switch_use_the_queue(client
     assert job_exists(redis_conn, stored(response.json["data"]["uuid"]))
 
 
+def test_when_every_inline_slot_is_taken_the_call_goes_through_the_queue(client, worker, redis_conn, app,
+                                                                      owner_scene):
+    owner, workspace, headers = owner_scene
+    nodes, edges = webhook_graph()
+    url = hook_url(make_workflow(workspace, owner, nodes=nodes, edges=edges), "wait=true")
+    slots = inline._slots()
+    taken = 0
+    while slots.acquire(blocking=False):  # what concurrent inline runs would hold
+        taken += 1
+    try:
+        assert taken == app.config["INLINE_CONCURRENCY"]
+        response = client.post(url, json={}, headers=headers)
+        assert response.status_code == 200, response.json
+        assert response.json["data"]["status"] == "completed"
+        assert job_exists(redis_conn, stored(response.json["data"]["uuid"]))
+    finally:
+        for _ in range(taken):
+            slots.release()
+    response = client.post(url, json={}, headers=headers)  # a slot is free again: inline
+    assert response.status_code == 200, response.json
+    assert not job_exists(redis_conn, stored(response.json["data"]["uuid"]))
+
+
 def test_an_inline_run_whose_api_process_died_is_continued_by_a_worker(worker, owner_scene):
     """What a dead API process leaves behind: the execution created ``running``, no lease, no job."""
     owner, workspace, _ = owner_scene
