@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from tests.executions.test_webhook import hook_url, stored, wait_finished
 from tests.factories import make_user, make_workflow, make_workspace, token_for
-from tests.support.servers import http_url, serve_http
+from tests.support.servers import http_url, send_json_ok, serve_http
 
 
 @pytest.fixture
@@ -36,12 +36,7 @@ def checkpoint_spy(test_settings):
             meta = json.loads(meta) if isinstance(meta, str) else meta
             with lock:
                 seen[node] = ([entry["node_id"] for entry in entries], meta.get("running_node"))
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json_ok(self)
 
         def log_message(self, *args) -> None:
             pass

@@ -113,5 +113,15 @@ def serve_http(handler: type) -> "ThreadingHTTPServer":
     return server
 
 
+def send_json_ok(handler) -> None:
+    """Answer a local HTTP target's request with 200 ``{"ok": true}``."""
+    body = b'{"ok": true}'
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def http_url(server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
