@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from flask import current_app
+from flask import after_this_request, current_app, has_request_context
 from flask_smorest import abort
 from rq.job import Job
 from sqlalchemy import Update, bindparam, select, update
@@ -113,9 +113,25 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
         enqueue(execution, pipeline=pipe)
     pipe.execute()
     db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
-    db.session.expire(execution.execution_data)
-    db.session.expire(execution)
+    _expire_after_the_answer(execution)
     return execution
+
+
+def _expire_after_the_answer(execution: WorkflowExecution) -> None:
+    """The answer shows the execution as created (``pending``, even if a worker has started it
+    meanwhile); after it, or at once outside a request, what workers change must be read again."""
+    instances = (execution.execution_data, execution)  # both loaded now (the request may detach them)
+
+    def expire(response: Any = None) -> Any:
+        for instance in instances:
+            if instance is not None and instance in db.session:
+                db.session.expire(instance)
+        return response
+
+    if has_request_context():
+        after_this_request(expire)
+    else:
+        expire()
 
 
 def _cancel_queued_job(execution: WorkflowExecution) -> None:
