@@ -83,6 +83,7 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
     execution = WorkflowExecution(
         workflow_id=workflow.id, workspace_id=workflow.workspace_id, user_id=user.id if user else None,
         status="running" if running else "pending", started_at=now if running else None,
+        created_at=now, updated_at=now,  # one clock reading: an inline run never starts before it exists
         mode=mode, input=input, retry_of=retry_of.uuid if retry_of else None,
         parent_execution_id=parent.id if parent else None, parent_node_id=parent_node_id,
     )
