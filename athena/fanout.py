@@ -22,10 +22,8 @@ the thread ends when no key is left and is started again by the next ``subscribe
 reader thread that died. A hub belongs to the process that created it (safe after fork)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
-import struct
 import threading
 import time
 from collections import deque
@@ -36,6 +34,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from athena.eventlog import EventLog
+from athena.wsframes import SharedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -44,50 +43,6 @@ READ_COUNT = 1000  # entries per key per XREAD
 DEFAULT_QUEUE_LIMIT = 5000  # events queued for one socket before it is closed as too slow
 DEFAULT_FAIL_AFTER = 10.0  # seconds without a successful read before subscriptions fail
 WAKE_TRIES = 200  # CLIENT UNBLOCK attempts while the reader is about to block without a new key
-
-
-def encode(message: dict[str, Any]) -> str:
-    """The wire form of a message (every WebSocket message goes through this)."""
-    return json.dumps(message, separators=(",", ":"), default=str)
-
-
-def text_frame(text: str) -> bytes:
-    """``text`` as one unmasked, unfragmented WebSocket text frame (what a server sends when no
-    extension such as permessage-deflate was negotiated)."""
-    payload = text.encode()
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-class SharedEvent:
-    """One decoded log entry, shared read-only by every socket that relays it. Its JSON text and
-    its frame are made on first use and then reused (a racing double encode is harmless)."""
-
-    __slots__ = ("seq", "data", "_text", "_frame")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.seq: int = data["seq"]
-        self.data = data
-        self._text: str | None = None
-        self._frame: bytes | None = None
-
-    @property
-    def text(self) -> str:
-        if self._text is None:
-            self._text = encode(self.data)
-        return self._text
-
-    @property
-    def frame(self) -> bytes:
-        if self._frame is None:
-            self._frame = text_frame(self.text)
-        return self._frame
 
 
 class Overflowed(Exception):

@@ -25,7 +25,8 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 
 from athena.eventlog import EventLog
-from athena.fanout import DEFAULT_QUEUE_LIMIT, Hub, Overflowed, SharedEvent, Subscription, encode
+from athena.fanout import DEFAULT_QUEUE_LIMIT, Hub, Overflowed, Subscription
+from athena.wsframes import SharedEvent, encode
 
 NORMAL_CLOSURE = 1000
 TRY_AGAIN_LATER = 1013  # the socket fell too far behind: reconnect with after_seq
