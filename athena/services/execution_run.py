@@ -92,6 +92,7 @@ class ExecutionRun:
         self.last_checkpoint = self.clock_started
         self.impure_started: set[tuple[str, int | None]] = set()
         self.unsaved_effects = False  # an impure node finished since the last checkpoint
+        self.has_parent = True  # until the execution is loaded: then whether it is a sub-workflow's child
 
     # -- signals -----------------------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
@@ -266,6 +267,11 @@ class ExecutionRun:
         self.last_checkpoint = time.monotonic()
         self.unsaved_effects = False
 
+    def save_batch(self) -> None:
+        """The checkpoint, then the events of the batch (the database is never behind the log)."""
+        self.checkpoint()
+        self.flush_events()
+
     def checkpoint_due(self, pure: bool) -> bool:
         """Before an impure node, after one, or once the batch is ``checkpoint_interval`` old."""
         return (not pure or self.unsaved_effects
@@ -281,8 +287,7 @@ class ExecutionRun:
         self.queue("node.started", node_id=event.node_id, node_type=event.node_type, started_at=event.started_at,
                    **_iteration(event))
         if self.checkpoint_due(event.pure):
-            self.checkpoint()
-            self.flush_events()
+            self.save_batch()
 
     def on_node_finished(self, event: NodeFinished) -> None:
         """Counted now; written by the next checkpoint (the next node's start, or the end)."""
@@ -308,8 +313,7 @@ class ExecutionRun:
         self.queue("node.progress", node_id=event.node_id, index=event.index, length=event.length,
                    processed=event.processed, errors=event.errors)
         if self.checkpoint_due(pure=True):
-            self.checkpoint()
-            self.flush_events()
+            self.save_batch()
 
     def suspend(self, event: RunSuspended) -> str:
         wait_till: datetime | None = to_naive_utc(event.wait_till) if event.wait_till else None
@@ -344,8 +348,7 @@ class ExecutionRun:
         """Warm shutdown: the node in progress has finished and is checkpointed; another worker
         continues from here (the lease is released when this job returns)."""
         self.meta["running_node"] = None
-        self.checkpoint()
-        self.flush_events()
+        self.save_batch()
         from athena.services.recovery import enqueue_continuation
 
         enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
@@ -385,7 +388,7 @@ class ExecutionRun:
         db.session.commit()
         output, truncated = _bounded(output)
         self.emit_final(status, output=output, output_truncated=truncated, error=error)
-        if getattr(self, "has_parent", True):  # a sub-workflow's child: its parent may be waiting on it
+        if self.has_parent:  # a sub-workflow's child: its parent may be waiting on it
             from athena.services.resume import notify_parent
 
             notify_parent(self.execution_id)
