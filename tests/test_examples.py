@@ -31,7 +31,7 @@ from athena.extensions import db
 from tests.factories import headers_for, make_user, make_workspace, token_for
 from tests.nodes import API, TERMINAL, clean_rq, entries, wait_status
 from tests.support.fake_openai import FakeOpenAI, RecordedRequest, Reply
-from tests.support.servers import http_url, serve_http
+from tests.support.servers import http_url, send_json, serve_http
 
 __all__ = ["clean_rq"]  # the autouse fixture: no armed tick / timer outlives a test
 
@@ -79,12 +79,7 @@ class LocalTarget:
                     target.hits.append(hit)
                     route = target.routes.get((hit.method, hit.path))
                 status, payload = route(hit) if route else (404, {"error": f"no route {hit.method} {hit.path}"})
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, json.dumps(payload).encode())
 
             do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server API
 

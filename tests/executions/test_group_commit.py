@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from tests.executions.test_webhook import hook_url, stored, wait_finished
 from tests.factories import make_user, make_workflow, make_workspace, token_for
-from tests.support.servers import http_url, send_json_ok, serve_http
+from tests.support.servers import http_url, send_json, serve_http
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def checkpoint_spy(test_settings):
             meta = json.loads(meta) if isinstance(meta, str) else meta
             with lock:
                 seen[node] = ([entry["node_id"] for entry in entries], meta.get("running_node"))
-            send_json_ok(self)
+            send_json(self)
 
         def log_message(self, *args) -> None:
             pass

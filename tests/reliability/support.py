@@ -5,7 +5,7 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-from tests.support.servers import http_url, serve_http
+from tests.support.servers import http_url, send_json, serve_http
 
 
 class CountingTarget:
@@ -28,13 +28,8 @@ class CountingTarget:
                 if kind == "hold" and first:
                     target.holding.set()
                     target.released.wait(120)
-                body = b'{"ok": true}'
                 try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    send_json(self)
                 except OSError:
                     pass  # the worker that asked is gone
 

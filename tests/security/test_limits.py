@@ -26,7 +26,7 @@ from tests.api.helpers import assert_json_error
 from tests.executions.test_webhook import hook_url, webhook_graph
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 from tests.nodes.test_webhook_hmac import sign
-from tests.support.servers import WorkerProcess, http_url, send_json_ok, serve_http, wait_for
+from tests.support.servers import WorkerProcess, http_url, send_json, serve_http, wait_for
 
 MAX_STEPS = 5
 MAX_DURATION = 3.0  # seconds, for the worker of this module
@@ -125,7 +125,7 @@ class SlowTarget:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 time.sleep(SLOW_SECONDS)
-                send_json_ok(self)
+                send_json(self)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -113,10 +113,9 @@ def serve_http(handler: type) -> "ThreadingHTTPServer":
     return server
 
 
-def send_json_ok(handler) -> None:
-    """Answer a local HTTP target's request with 200 ``{"ok": true}``."""
-    body = b'{"ok": true}'
-    handler.send_response(200)
+def send_json(handler, status: int = 200, body: bytes = b'{"ok": true}') -> None:
+    """Answer a local HTTP target's request with ``status`` and the JSON ``body``."""
+    handler.send_response(status)
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
