@@ -10,6 +10,8 @@ import pytest
 
 from athena.extensions import db
 from athena.models import Organization, WorkflowApproval, WorkflowExecution, WorkflowExecutionData
+from athena.redis_client import get_redis
+from athena.services.leases import lease_key
 from athena.timeutil import iso
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 
@@ -167,6 +169,12 @@ def seed() -> Seed:
                         has_command_room_task=extras.get("has_command_room_task", False),
                         deleted=bool(extras.get("deleted"))))
     db.session.commit()
+    # A seeded ``running`` execution has a live worker, as a real one would: else the session
+    # worker's sweeper takes it for an orphan and continues it (changing its updated_at).
+    redis = get_redis()
+    for row in rows:
+        if row.status == "running":
+            redis.set(lease_key(row.execution.uuid), "seeded", ex=3600)
     return Seed(users, {"a": org_a, "b": org_b}, workspaces, workflows, rows, {"a1", "a2", "b1"},
                 headers_for(alice))
 
