@@ -104,7 +104,9 @@ class EventLog:
         keys = [seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
                 workspace_stream_key(workspace_uuid), stop_key(execution_uuid)]
         if pipeline is not None:
-            self._append(keys=keys, args=args, client=pipeline)
+            # EVAL, not EVALSHA: a pipeline would first ask SCRIPT EXISTS (one more round trip);
+            # Redis caches the compiled script by its hash either way.
+            pipeline.eval(_APPEND, len(keys), *keys, *args)
             return None
         seq, wseq, stop = self._append(keys=keys, args=args)
         return AppendResult(int(seq), int(wseq), bool(stop))
