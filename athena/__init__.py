@@ -31,6 +31,20 @@ def _sqlite_pragmas(engine) -> None:
         cursor.close()
 
 
+def _queue_sqlite_writers(app: Flask) -> None:
+    """SQLite files: writers wait in line instead of SQLite's sleep-and-retry (athena/sqlite_writer.py)."""
+    from sqlalchemy.engine import make_url
+
+    from athena.sqlite_writer import connect_args
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() != "sqlite" or not app.config.get("SQLITE_WRITER_QUEUE", True):
+        return
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options["connect_args"] = {**connect_args(url.database), **options.get("connect_args", {})}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
 def _register_docs_assets(app: Flask) -> None:
     """Swagger UI assets come from the swagger-ui-bundle package: no CDN at run time."""
     from swagger_ui_bundle import swagger_ui_path
@@ -59,6 +73,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
 
+    _queue_sqlite_writers(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     sock.init_app(app)
