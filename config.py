@@ -73,8 +73,10 @@ class Config:
     # A webhook call with ?wait=true whose workflow has only pure nodes (set, transform, switch...)
     # and at most this many runs in the API process (athena/services/inline.py); 0 = never.
     INLINE_MAX_NODES = _env_int("ATHENA_INLINE_MAX_NODES", 50)
-    # Inline runs at a time per API process; a call that finds none free goes through the queue.
-    INLINE_CONCURRENCY = _env_int("ATHENA_INLINE_CONCURRENCY", 2)
+    # Inline runs at a time per API process; a call waits up to INLINE_WAIT_SECONDS for a free
+    # slot (an inline run is a few ms of CPU), then goes through the queue.
+    INLINE_CONCURRENCY = _env_int("ATHENA_INLINE_CONCURRENCY", 4)
+    INLINE_WAIT_SECONDS = _env_float("ATHENA_INLINE_WAIT", 0.5)
     # Signed webhooks: how far X-Athena-Timestamp may be from now (either way), in seconds.
     WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = _env_int("ATHENA_WEBHOOK_SIGNATURE_TOLERANCE", 300)
     # Webhook rate limit per workflow (fixed window in Redis): requests per window; 0 disables.

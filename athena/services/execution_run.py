@@ -38,7 +38,7 @@ MAX_EVENT_OUTPUT_BYTES = 64 * 1024
 STOP_RECHECK_SECONDS = 0.005
 
 
-def _bounded(value: Any) -> tuple[Any, bool]:
+def bounded(value: Any) -> tuple[Any, bool]:
     encoded = json.dumps(value, default=str)
     if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
         return None, True
@@ -204,7 +204,12 @@ class ExecutionRun:
         except GraphValidationError as exc:
             return self.finish("failed", None, f"The workflow graph is invalid: {exc}")
         self.state = RunState.from_entries(entries)
-        ctx = RunContext(
+        ctx = self.context(trigger_data, variables, mode)
+        db.session.remove()  # no transaction stays open while nodes run
+        return self.drive(graph, ctx)
+
+    def context(self, trigger_data: Any, variables: dict[str, Any], mode: str) -> RunContext:
+        return RunContext(
             trigger_data=trigger_data,
             variables=variables,
             execution={"uuid": self.uuid, "id": self.execution_id, "mode": mode,
@@ -216,7 +221,9 @@ class ExecutionRun:
             resume=self.resume,
             services=self.services(),
         )
-        db.session.remove()  # no transaction stays open while nodes run
+
+    def drive(self, graph: Graph, ctx: RunContext) -> str:
+        """Run the engine, observing each of its events; the outcome's name."""
         for event in run_graph(graph, ctx, self.state):
             if isinstance(event, NodeStarted):
                 self.on_node_started(event)
@@ -301,7 +308,7 @@ class ExecutionRun:
             self.meta["error_count"] = int(self.meta.get("error_count") or 0) + 1
         self.meta["retry_count"] = int(self.meta.get("retry_count") or 0) + int(event.retries or 0)
         self.meta["running_node"] = None
-        output, truncated = _bounded(entry.get("output"))
+        output, truncated = bounded(entry.get("output"))
         self.queue("node.finished", node_id=event.node_id, node_type=entry.get("type"), status=entry["status"],
                    output=output, output_truncated=truncated, error=entry.get("error"), handle=entry.get("handle"),
                    started_at=entry.get("started_at"), stopped_at=entry.get("stopped_at"), **_iteration(event))
@@ -386,7 +393,7 @@ class ExecutionRun:
                 .values(retry_success_id=self.uuid).execution_options(synchronize_session=False)
             )
         db.session.commit()
-        output, truncated = _bounded(output)
+        output, truncated = bounded(output)
         self.emit_final(status, output=output, output_truncated=truncated, error=error)
         if self.has_parent:  # a sub-workflow's child: its parent may be waiting on it
             from athena.services.resume import notify_parent

@@ -65,11 +65,22 @@ def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id:
 
 
 @functools.cache
-def _count_trigger() -> Update:
+def count_trigger() -> Update:
     """Built once (it runs on every trigger): the workflow's trigger count and last use."""
     table = Workflow.__table__
     return (update(table).where(table.c.id == bindparam("workflow_id"))
             .values(trigger_count=table.c.trigger_count + 1, last_used_at=bindparam("now")))
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring what the session has loaded (the caller expires what others may
+    change; an answer built from it needs no reload)."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 
 
 def create_execution(workflow: Workflow, user: User | None, *, mode: str, input: Any = None,
@@ -96,16 +107,11 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
               "retry_count": 0, "workflow_execution_data_id": None},
     )
     db.session.add(execution)
-    db.session.connection().execute(_count_trigger(), {"workflow_id": workflow.id, "now": now})
+    db.session.connection().execute(count_trigger(), {"workflow_id": workflow.id, "now": now})
     # The uuids, timestamps and defaults are set in Python: the events and the job below need no
     # reload of the execution, its workflow and workspace. What others may change from now on
     # is expired right after (a later read in this session reloads it).
-    session = db.session()
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = True
+    commit_keeping_loaded()
     # The ``pending`` event and the job go to Redis in one round trip, the event first.
     pipe = get_redis().pipeline()
     pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too

@@ -4,10 +4,13 @@ no RQ job; anything else still goes through the queue; an inline run whose API p
 continued by the sweeper on a worker."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+
 
 import pytest
 from rq.job import Job
+from sqlalchemy import event
 
 from athena.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
@@ -99,17 +102,29 @@ def test_impure_nodes_long_graphs_wait_false_and_the_switch_use_the_queue(client
     assert job_exists(redis_conn, stored(response.json["data"]["uuid"]))
 
 
-def test_when_every_inline_slot_is_taken_the_call_goes_through_the_queue(client, worker, redis_conn, app,
-                                                                      owner_scene):
+def test_a_call_waits_for_a_free_inline_slot_and_after_the_wait_uses_the_queue(client, worker, redis_conn, app,
+                                                                            owner_scene, monkeypatch):
     owner, workspace, headers = owner_scene
     nodes, edges = webhook_graph()
     url = hook_url(make_workflow(workspace, owner, nodes=nodes, edges=edges), "wait=true")
+    monkeypatch.setitem(app.config, "INLINE_WAIT_SECONDS", 5.0)
     slots = inline._slots()
     taken = 0
     while slots.acquire(blocking=False):  # what concurrent inline runs would hold
         taken += 1
     try:
         assert taken == app.config["INLINE_CONCURRENCY"]
+        freed = threading.Timer(0.2, slots.release)  # one run ends while the call waits
+        freed.start()
+        response = client.post(url, json={}, headers=headers)
+        freed.join()
+        taken -= 1
+        assert response.status_code == 200, response.json
+        assert not job_exists(redis_conn, stored(response.json["data"]["uuid"]))  # it got the slot
+
+        assert slots.acquire(blocking=False)
+        taken += 1
+        monkeypatch.setitem(app.config, "INLINE_WAIT_SECONDS", 0.05)  # no slot frees up in time
         response = client.post(url, json={}, headers=headers)
         assert response.status_code == 200, response.json
         assert response.json["data"]["status"] == "completed"
@@ -142,3 +157,81 @@ def test_an_inline_run_whose_api_process_died_is_continued_by_a_worker(worker, o
     assert row.output == {"echo": {"email": "x@example.com", "source": None}}
     assert row.crash_count == 1 and "lease expired" in row.execution_data.meta["last_crash_reason"]
     assert SAFETY  # waits above are bounded by it
+
+
+class CommitCounter:
+    """Counts the database commits of the app's engine while active (an observer, not a fake)."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def __enter__(self) -> "CommitCounter":
+        event.listen(db.engine, "commit", self._on_commit)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(db.engine, "commit", self._on_commit)
+
+    def _on_commit(self, _conn) -> None:
+        self.commits += 1
+
+
+EXPECTED_EVENTS = [
+    ("execution.status", "pending", None), ("execution.status", "running", None),
+    ("node.started", None, "hook"), ("node.finished", "success", "hook"),
+    ("node.started", None, "echo"), ("node.finished", "success", "echo"),
+    ("execution.status", "completed", None), ("execution.finished", "completed", None),
+]
+
+
+def _trigger(client, headers, workflow, query: str = "wait=true"):
+    with CommitCounter() as counter:
+        response = client.post(hook_url(workflow, query), json={"email": "d@example.com"}, headers=headers)
+    assert response.status_code == 200, response.json
+    return response.json["data"], counter.commits
+
+
+def _event_shape(uuid: str) -> list[tuple]:
+    events = events_of(uuid)
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    return [(event["event"], event.get("status"), event.get("node_id")) for event in events]
+
+
+def test_a_short_inline_run_is_written_in_one_commit_with_the_same_rows_and_events(client, redis_conn, app,
+                                                                                owner_scene, monkeypatch):
+    owner, workspace, headers = owner_scene
+    nodes, edges = webhook_graph()
+    workflow = make_workflow(workspace, owner, nodes=nodes, edges=edges)
+    workflow_id = workflow.id
+
+    deferred, deferred_commits = _trigger(client, headers, workflow)
+    # A batch age of 0 makes every run too long for one batch: it runs again the persisted way.
+    monkeypatch.setitem(app.config, "CHECKPOINT_INTERVAL_SECONDS", 0.0)
+    persisted, persisted_commits = _trigger(client, headers, workflow)
+    assert deferred_commits == 1 < persisted_commits
+
+    for data in (deferred, persisted):
+        assert data["status"] == "completed" and data["is_finished"] is True
+        assert data["output"] == {"echo": {"email": "d@example.com", "source": None}}
+        assert _event_shape(data["uuid"]) == EXPECTED_EVENTS  # nothing twice from the dropped attempt
+        row = stored(data["uuid"])
+        assert not job_exists(redis_conn, row)
+        assert row.created_at <= row.started_at <= row.stopped_at
+        meta = row.execution_data.meta
+        assert meta["processed_count"] == 2 and meta["workflow_execution_data_id"] == row.execution_data.id
+        assert [entry["node_id"] for entry in row.execution_data.workflow_data] == ["hook", "echo"]
+    assert db.session.get(Workflow, workflow_id).trigger_count == 2
+    stop = client.post(f"/api/v1/workflow-executions/{deferred['uuid']}/stop", headers=headers)
+    assert stop.status_code == 409  # finished, like any finished execution
+
+
+def test_a_graph_that_reads_the_execution_takes_the_persisted_way(client, owner_scene):
+    owner, workspace, headers = owner_scene
+    workflow = make_workflow(workspace, owner, nodes=[
+        {"id": "hook", "type": "webhook", "parameters": {}},
+        {"id": "who", "type": "set", "parameters": {"fields": {"id": "{{ execution.id }}",
+                                                                "uuid": "{{ execution.uuid }}"}}},
+    ], edges=[{"id": "e1", "source": "hook", "target": "who"}])
+    data, commits = _trigger(client, headers, workflow)
+    assert commits > 1
+    assert data["output"] == {"who": {"id": data["id"], "uuid": data["uuid"]}}
