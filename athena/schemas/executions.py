@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
@@ -9,13 +10,21 @@ from athena.schemas.common import SPACE_CLASS, Json, QuerySchema, StrictSchema, 
 from athena.schemas.workflows import WorkflowSchema
 
 
+class DataMetadata(fields.Dict):
+    """The stored ``metadata`` with ``workflow_execution_data_id`` always the row's own id (an
+    inline run is written in one batch, before that id is known)."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return super()._serialize({**(value or {}), "workflow_execution_data_id": obj.id}, attr, obj, **kwargs)
+
+
 class ExecutionDataSchema(Schema):
     class Meta:
         ordered = True
 
     uuid = fields.String(required=True)
     workflow_data = fields.List(fields.Dict(), required=True)
-    metadata = fields.Dict(attribute="meta", required=True)
+    metadata = DataMetadata(attribute="meta", required=True)
     data = fields.Raw(allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()

@@ -20,7 +20,7 @@ from athena.models.base import new_uuid
 from athena.redis_client import get_redis
 from athena.services.execution_run import ExecutionRun, bounded, parsed_graph
 from athena.services.executions import commit_keeping_loaded, count_trigger, final_events_key
-from athena.services.prebuilt import insert_row, update_row
+from athena.services.prebuilt import insert_row
 from athena.services.workflows import public_variables, runtime_variables
 from athena.timeutil import utcnow
 
@@ -120,11 +120,10 @@ class DeferredRun(ExecutionRun):
             requires_human_review=False, has_command_room_task=False, crash_count=0, deleted_at=None,
         )
         execution_id = insert_row(WorkflowExecution.__table__, **values)
-        data_id = insert_row(WorkflowExecutionData.__table__, uuid=new_uuid(), workflow_execution_id=execution_id,
-                             workflow_data=self.state.to_entries(), metadata={}, data=graph, created_at=created,
-                             updated_at=now, deleted_at=None)
-        update_row(WorkflowExecutionData.__table__, data_id,
-                   metadata={**self.meta, "workflow_execution_data_id": data_id})
+        # metadata.workflow_execution_data_id stays None: the API shows the row's id (DataMetadata)
+        insert_row(WorkflowExecutionData.__table__, uuid=new_uuid(), workflow_execution_id=execution_id,
+                   workflow_data=self.state.to_entries(), metadata=self.meta, data=graph, created_at=created,
+                   updated_at=now, deleted_at=None)
         db.session.connection().execute(count_trigger(), {"workflow_id": workflow.id, "now": created})
         commit_keeping_loaded()  # the answer shows the workflow and workspace as loaded
         db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])

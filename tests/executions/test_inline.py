@@ -217,8 +217,10 @@ def test_a_short_inline_run_is_written_in_one_commit_with_the_same_rows_and_even
         row = stored(data["uuid"])
         assert not job_exists(redis_conn, row)
         assert row.created_at <= row.started_at <= row.stopped_at
-        meta = row.execution_data.meta
-        assert meta["processed_count"] == 2 and meta["workflow_execution_data_id"] == row.execution_data.id
+        assert row.execution_data.meta["processed_count"] == 2
+        shown = client.get(f"/api/v1/workflow-executions/{data['uuid']}?with=workflowExecutionData",
+                           headers=headers).json["data"]["workflow_execution_data"][0]["metadata"]
+        assert shown["workflow_execution_data_id"] == row.execution_data.id and shown["processed_count"] == 2
         assert [entry["node_id"] for entry in row.execution_data.workflow_data] == ["hook", "echo"]
     assert db.session.get(Workflow, workflow_id).trigger_count == 2
     stop = client.post(f"/api/v1/workflow-executions/{deferred['uuid']}/stop", headers=headers)
