@@ -15,6 +15,7 @@ falls more than ``WS_QUEUE_LIMIT`` events behind gets such an error message and 
 The log is read once per process for all sockets (:mod:`athena.fanout`)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from flask import Flask, current_app, request
@@ -101,26 +102,46 @@ def _check_workspace(token: str | None, workspace_uuid: str) -> int:
 
 
 class WorkflowVisibility:
-    """Events of other members' private workflows are not relayed (checked once per workflow)."""
+    """Events of other members' private workflows are not relayed (checked once per workflow
+    and socket). A workflow's owner and visibility are shared by the sockets of a process for
+    ``SHARED_SECONDS``, so a new workflow's first event costs one query per process, not one
+    per socket."""
+
+    SHARED_SECONDS = 5.0
+    _shared: dict[str, tuple[float, tuple[str, int] | None]] = {}
 
     def __init__(self, app: Flask, user_id: int) -> None:
         self.app, self.user_id, self.known = app, user_id, {}
+
+    def cached(self, event: dict[str, Any]) -> bool | None:
+        """The verdict without a query: None when it is not known yet."""
+        uuid = event.get("workflow_uuid")
+        return True if uuid is None else self.known.get(uuid)
 
     def __call__(self, event: dict[str, Any]) -> bool:
         uuid = event.get("workflow_uuid")
         if uuid is None:
             return True
         if uuid not in self.known:
-            with self.app.app_context():
-                try:
-                    user = db.session.get(User, self.user_id)
-                    self.known[uuid] = user is not None and db.session.execute(
-                        select(Workflow.id).where(Workflow.uuid == uuid,
-                                                  (Workflow.visibility != "private") | (Workflow.user_id == user.id))
-                    ).first() is not None
-                finally:
-                    db.session.remove()
+            found = self._owner_and_visibility(uuid)
+            self.known[uuid] = found is not None and (found[0] != "private" or found[1] == self.user_id)
         return self.known[uuid]
+
+    def _owner_and_visibility(self, uuid: str) -> tuple[str, int] | None:
+        shared = self._shared.get(uuid)
+        if shared is not None and time.monotonic() - shared[0] < self.SHARED_SECONDS:
+            return shared[1]
+        with self.app.app_context():
+            try:
+                row = db.session.execute(
+                    select(Workflow.visibility, Workflow.user_id).where(Workflow.uuid == uuid)).first()
+            finally:
+                db.session.remove()
+        found = (row[0], row[1]) if row is not None else None
+        if len(self._shared) > 10_000:
+            self._shared.clear()
+        self._shared[uuid] = (time.monotonic(), found)
+        return found
 
 
 def _snapshot_message(execution: WorkflowExecution, user: User, last_seq: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ A socket more than its queue limit behind is closed with 1013 (its client reconn
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -71,11 +72,33 @@ class Writer:
         self.ws = ws
         self.raw = hasattr(ws, "ws") and hasattr(ws, "sock")  # else: ws.send() per message
         self.plain: bool | None = None
+        self.unsent = b""  # the rest of a write the hub thread began (send_now): goes out first
+
+    def send_now(self, events: list[SharedEvent]) -> str:
+        """Hub thread, socket thread parked: write the shared frames without blocking. "sent";
+        "partial" (the rest is in ``unsent`` for the socket thread); "declined" (nothing written:
+        not a plain socket yet, or its buffer is full)."""
+        if not self.raw or self.plain is not True or self.unsent:
+            return "declined"
+        if not events:
+            return "sent"
+        data = events[0].frame if len(events) == 1 else b"".join(event.frame for event in events)
+        try:
+            sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return "declined"
+        if sent < len(data):
+            self.unsent = data[sent:]
+            return "partial"
+        return "sent"
 
     def send(self, events: list[SharedEvent]) -> None:
+        ws = self.ws
+        if self.unsent:
+            data, self.unsent = self.unsent, b""
+            ws.sock.sendall(data)
         if not events:
             return
-        ws = self.ws
         if not self.raw:
             for event in events:
                 ws.send(event.text)
@@ -156,6 +179,8 @@ class Relay:
 
     def _live(self, subscription: Subscription) -> None:
         next_check = time.monotonic() + self.recheck_seconds
+        if self.workspace and self.stop_event is None and self.end_seq is None:
+            subscription.direct = self._direct  # a workspace feed: nothing but relaying to do
         while self.ws.connected:
             if self._reached_end():
                 return
@@ -179,6 +204,32 @@ class Relay:
                     return refuse(self.ws, refused)
                 if isinstance(verdict, Finished):
                     self.finish_within_grace(verdict.final)
+
+    def _direct(self, events: list[SharedEvent]) -> str:
+        """Called by the hub thread while this socket's thread is parked (see
+        ``Subscription.direct``): filter and write ``events`` now, or decline. Declines an event
+        whose visibility is not known yet (finding out takes a query: the socket thread's job)."""
+        if self.deadline is not None or not self.ws.connected:
+            return "declined"
+        cached = getattr(self.visible, "cached", None)
+        if self.visible is not None and cached is None:
+            return "declined"
+        out, cursor = [], self.cursor
+        for event in events:
+            if event.seq <= cursor:
+                continue
+            cursor = event.seq
+            if cached is not None:
+                verdict = cached(event.data)
+                if verdict is None:
+                    return "declined"
+                if not verdict:
+                    continue
+            out.append(event)
+        outcome = self.writer.send_now(out)
+        if outcome != "declined":
+            self.cursor = cursor
+        return outcome
 
     def _deliver(self, events: list[SharedEvent]) -> bool:
         """Send the visible ``events`` after the cursor (seqs already sent are skipped: replay and

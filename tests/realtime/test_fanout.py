@@ -194,6 +194,44 @@ def test_a_slow_client_is_closed_without_affecting_the_others(app, live_server, 
     assert seqs(resumed.wait_events(20)) == list(range(2, 22))
 
 
+def test_the_hub_thread_writes_to_parked_sockets_itself_and_nothing_changes_for_clients(app, live_server, log,
+                                                                                       readers):
+    """Once a workspace socket has sent a live event (its framing is known) and its thread is
+    parked, the hub writes the next events to it directly; the clients see the same stream."""
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner, members={member: "viewer"})
+    shared, private = make_workflow(workspace, owner), make_workflow(workspace, owner, visibility="private")
+    execution = make_execution(shared, owner)
+    ids = {"ws": workspace.uuid, "exec": execution.uuid, "shared": shared.uuid, "private": private.uuid}
+    hub, key = hub_for(app), workspace_stream_key(ids["ws"])
+    clients = [connect(readers, workspace_url(live_server.ws_url, ids["ws"], token=token_for(user)))
+               for user in (owner, member, owner)]
+    assert wait_for(lambda: hub.subscriber_count(key) == len(clients), message="subscribed")
+
+    def append(n: int, workflow_uuid: str) -> None:
+        log.append(ids["exec"], ids["ws"], "execution.status", workflow_uuid=workflow_uuid, status=f"s{n}")
+
+    def all_parked() -> bool:
+        with hub._lock:
+            subscriptions = list(hub._channels[key].subscribers.values())
+        return all(sub._parked and sub.direct is not None for sub in subscriptions)
+
+    append(1, ids["shared"])
+    append(2, ids["private"])  # visibility of both workflows now known to every socket
+    for client in clients:
+        client.wait_events(1)
+    assert wait_for(lambda: clients[0].events and len(clients[2].events) == 2 and all_parked(),
+                    message="every socket thread parked")
+    before = hub.direct_deliveries
+    for n in range(3, 13):
+        append(n, ids["private"] if n % 3 == 0 else ids["shared"])
+        assert wait_for(lambda: len(clients[0].events) == n and all_parked(), message=f"event {n} delivered")
+    assert hub.direct_deliveries - before >= 10  # written by the hub thread, not by socket threads
+    assert seqs(clients[0]) == seqs(clients[2]) == list(range(1, 13))
+    assert seqs(clients[1]) == [n for n in range(1, 13) if n == 1 or (n != 2 and n % 3 != 0)]  # no private ones
+    assert all(client.close_code is None and client.error is None for client in clients)
+
+
 def test_the_hub_stops_reading_a_stream_nobody_watches(app, live_server, log, readers):
     scene = make_scene()
     hub, key = hub_for(app), workspace_stream_key(scene.workspace_uuid)
