@@ -7,65 +7,45 @@ Latency = client receipt (``time.time()`` right after ``recv``) - the event's ``
 writer right after its commit, when it appended to the log). The workspace channel's ``seq``
 is gap-free by construction, so per client: lost = seqs of (snapshot, highest seq seen by any
 client] never received, duplicated = seqs received twice, out of order = a seq lower than the
-previous one. The web server gets enough threads for every socket (``s4`` restarts it)."""
+previous one. The web server gets enough threads for every socket (``s4`` restarts it).
+Client: :mod:`bench.wsreader`, a multi-process selector reader (<= 4 processes, one selector
+loop each), because a thread per socket in the bench process measured its own GIL queueing.
+Each level also records the CPU the reader, web, worker and bench processes used while the
+executions ran (``cpu_pct``, 100 = one core) to show who competes for the machine's cores."""
 from __future__ import annotations
 
-import threading
+import os
 import time
 from typing import Any
 
-from bench.client import WsClient
 from bench.report import across_reps
 from bench.scenarios.common import BODY, Ctx, loadavg, parse_ts, webhook_path
+from bench.stack import cpu_seconds
+from bench.wsreader import FanoutReader
 
 FINISHED = "execution.finished"
 
 
-class Listener(threading.Thread):
-    def __init__(self, url: str, expected: set[str], deadline: float) -> None:
-        super().__init__(daemon=True)
-        self.ws = WsClient(url)
-        first = self.ws.recv(timeout=15)
-        if not first or first[1].get("event") != "snapshot":
-            raise RuntimeError(f"no snapshot: {first}")
-        self.last_seq = int(first[1].get("last_seq") or 0)
-        self.expected = expected
-        self.deadline = deadline
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        self.finished: set[str] = set()
-        self.go = threading.Event()
-        self.error: str | None = None
-
-    def run(self) -> None:
-        try:
-            while time.monotonic() < self.deadline:
-                message = self.ws.recv(timeout=1.0)
-                if message is None:
-                    if self.go.is_set() and self.expected and self.expected <= self.finished:
-                        return
-                    continue
-                self.received.append(message)
-                event = message[1]
-                if event.get("event") == FINISHED:
-                    self.finished.add(event.get("execution_uuid"))
-                    if self.go.is_set() and self.expected <= self.finished:
-                        return
-        except Exception as exc:  # noqa: BLE001 - reported, counted as lost events
-            self.error = repr(exc)
-        finally:
-            self.ws.close()
+def _cpu(ctx: Ctx, reader_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of each group of processes (from /proc)."""
+    stack = ctx.stack
+    groups = {"readers": reader_pids, "web": [stack.web_master_pid(), *stack.web_worker_pids()],
+              "workers": stack.worker_pids(), "bench": [os.getpid()]}
+    if stack.embedded is not None:
+        groups["redis"] = [stack.embedded.process.pid]
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
 
 
 def one_rep(ctx: Ctx, clients: int) -> dict[str, Any]:
     s, stack = ctx.settings, ctx.stack
     url = f"{stack.ws_base}/api/v1/ws/workspaces/{stack.workspace_uuid}/executions?token={stack.token}"
     expected: set[str] = set()
-    deadline = time.monotonic() + 60 + s.s4_executions / s.s4_rate
-    listeners = [Listener(url, expected, deadline) for _ in range(clients)]
-    for listener in listeners:
-        listener.start()
+    reader = FanoutReader(url, clients, processes=s.extra.get("s4_reader_processes"),
+                          max_seconds=60 + s.s4_executions / s.s4_rate)
+    reader.start()  # every socket has its snapshot
     api = stack.api(s.request_timeout)
     errors = 0
+    cpu0, t0 = _cpu(ctx, reader.pids()), time.monotonic()
     try:
         path = webhook_path(ctx.workflows["bench1"], wait=False)
         interval = 1.0 / s.s4_rate
@@ -80,27 +60,28 @@ def one_rep(ctx: Ctx, clients: int) -> dict[str, Any]:
             time.sleep(max(0.0, t_next - time.monotonic()))
     finally:
         api.close()
-    for listener in listeners:
-        listener.go.set()
-    for listener in listeners:
-        listener.join(timeout=max(1.0, deadline - time.monotonic() + 5))
-    top = max((e["seq"] for lst in listeners for _, e in lst.received if "seq" in e), default=0)
+        cpu1, wall = _cpu(ctx, reader.pids()), time.monotonic() - t0
+        results = reader.finish(expected)
+    top = max((m.seq for r in results for m in r.messages if m.seq is not None), default=0)
     latencies, lost, duplicated, out_of_order, missing_finish = [], 0, 0, 0, 0
-    for listener in listeners:
-        seqs = [e["seq"] for _, e in listener.received if "seq" in e]
+    for result in results:
+        seqs = [m.seq for m in result.messages if m.seq is not None]
         seen = set(seqs)
-        lost += len(set(range(listener.last_seq + 1, top + 1)) - seen)
+        lost += len(set(range(result.last_seq + 1, top + 1)) - seen)
         duplicated += len(seqs) - len(seen)
         out_of_order += sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
-        missing_finish += len(expected - listener.finished)
-        for received, event in listener.received:
-            ts = parse_ts(event.get("ts"))
+        missing_finish += len(expected - result.finished)
+        for message in result.messages:
+            ts = parse_ts(message.ts)
             if ts is not None:
-                latencies.append((received - ts) * 1000)
+                latencies.append((message.received - ts) * 1000)
+    listener_errors = [r.error for r in results if r.error]
     return {"latencies": latencies, "lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
-            "missing_finished": missing_finish, "errors": errors + sum(1 for lst in listeners if lst.error),
-            "listener_errors": [lst.error for lst in listeners if lst.error][:3],
-            "events_expected": sum(max(0, top - lst.last_seq) for lst in listeners), "executions": len(expected)}
+            "missing_finished": missing_finish, "errors": errors + len(listener_errors),
+            "listener_errors": listener_errors[:3],
+            "events_expected": sum(max(0, top - r.last_seq) for r in results), "executions": len(expected),
+            "reader_processes": reader.processes,
+            "cpu_pct": {k: round(100 * (cpu1[k] - cpu0[k]) / max(wall, 1e-9), 1) for k in cpu1}}
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -114,7 +95,9 @@ def run(ctx: Ctx) -> dict[str, Any]:
         level = {"clients": clients, "latency": across_reps([r["latencies"] for r in reps]),
                  **{k: sum(r[k] for r in reps) for k in ("lost", "duplicated", "out_of_order", "missing_finished",
                                                          "errors", "events_expected", "executions")},
-                 "listener_errors": [e for r in reps for e in r["listener_errors"]][:3]}
+                 "listener_errors": [e for r in reps for e in r["listener_errors"]][:3],
+                 "reader_processes": reps[0]["reader_processes"],
+                 "cpu_pct": {k: round(sum(r["cpu_pct"][k] for r in reps) / len(reps), 1) for k in reps[0]["cpu_pct"]}}
         out["levels"].append(level)
         ctx.log(f"  s4 clients={clients}: p50 {level['latency']['p50_ms']} ms p99 {level['latency']['p99_ms']} ms "
                 f"lost {level['lost']} dup {level['duplicated']} missing finished {level['missing_finished']}")

@@ -1,0 +1,405 @@
+"""Multi-process WebSocket reader for the fan-out benchmark (scenario 4).
+
+Why: one Python thread per socket (websocket-client) in the bench process made the *client*
+the bottleneck at 100 sockets: the threads queue on the GIL, so the measured "latency" was
+mostly the bench waiting for its turn, not the server. Here P worker processes each serve a
+share of the sockets with ONE thread and a ``selectors`` loop over raw non-blocking sockets,
+with a minimal frame parser. The hot loop does one ``recv`` + one ``time.time()`` per readable
+socket and keeps each message as (receipt time, raw payload); the JSON is decoded only after
+the run (except ``execution.finished``, needed to know when to stop), so the per-message cost
+while the clock runs is a few microseconds.
+
+Protocol between the parent and a worker (one duplex ``Pipe`` each):
+
+* worker -> parent ``("ready", [last_seq per socket])`` once every socket read its snapshot,
+  or ``("error", text)`` if a handshake/snapshot failed;
+* parent -> worker ``("stop", expected_uuids)`` once triggering is done: the worker closes each
+  socket as soon as it has ``execution.finished`` of every expected uuid (or at the deadline);
+* worker -> parent ``("result", [ConnResult...])`` as plain tuples, then it exits.
+
+Everything is bounded by an absolute ``time.monotonic()`` deadline (CLOCK_MONOTONIC is
+system-wide on Linux, so it means the same in every process)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import multiprocessing
+import os
+import selectors
+import socket
+import struct
+import time
+import urllib.parse
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+FINISHED = "execution.finished"
+FINISHED_BYTES = FINISHED.encode()
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+RECV_BYTES = 1 << 16
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+class Message(NamedTuple):
+    """What scenario 4 keeps of one event (``None`` when the event lacks the field)."""
+
+    received: float  # time.time() right after the recv() that completed the message
+    seq: int | None
+    event: str | None
+    execution_uuid: str | None
+    ts: str | None
+
+
+class ConnResult(NamedTuple):
+    last_seq: int               # the snapshot's last_seq
+    messages: list[Message]     # after the snapshot, in arrival order
+    finished: set[str]          # execution uuids whose execution.finished arrived
+    error: str | None
+
+
+# ---------------------------------------------------------------------------- wire format
+def masked_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A client control frame (FIN set, payload <= 125 bytes by RFC 6455): clients MUST mask."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i & 3] for i, b in enumerate(payload[:125]))
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(body)) + mask + body
+
+
+def handshake(url: str, timeout: float) -> tuple[socket.socket, bytes]:
+    """Open ``url`` (ws://host:port/path?query) and upgrade it; no extensions are offered, so no
+    permessage-deflate. Returns the non-blocking socket and any bytes read past the 101 header
+    (the snapshot often arrives in the same segment)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "ws":
+        raise ValueError(f"only ws:// is supported: {url}")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    key = base64.b64encode(os.urandom(16))
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+                     + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key
+                     + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"handshake: connection closed after {data[:200]!r}")
+            data += chunk
+            if len(data) > 65536:
+                raise ConnectionError("handshake: header too long")
+        head, rest = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        if lines[0].split(" ")[1:2] != ["101"]:
+            raise ConnectionError(f"handshake refused: {lines[0]!r}")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+        if headers.get("sec-websocket-accept") != accept:
+            raise ConnectionError("handshake: bad Sec-WebSocket-Accept")
+        if headers.get("sec-websocket-extensions"):
+            raise ConnectionError(f"handshake: unexpected extension {headers['sec-websocket-extensions']!r}")
+        sock.setblocking(False)
+        return sock, rest
+    except BaseException:
+        sock.close()
+        raise
+
+
+class Conn:
+    """One socket's parser state: undecoded bytes, a fragmented message being assembled, and
+    the messages (receipt time, payload) read so far."""
+
+    __slots__ = ("sock", "buffer", "fragments", "raw", "last_seq", "finished", "error", "open")
+
+    def __init__(self, sock: socket.socket, leftover: bytes) -> None:
+        self.sock = sock
+        self.buffer = leftover
+        self.fragments: list[bytes] | None = None
+        self.raw: list[tuple[float, bytes]] = []
+        self.last_seq: int | None = None  # set by the snapshot (the first message)
+        self.finished: set[str] = set()
+        self.error: str | None = None
+        self.open = True
+
+    def feed(self) -> list[bytes]:
+        """Parse every complete frame in ``buffer``; answer pings; return completed messages.
+        A close frame (or a protocol error) marks the connection as not open."""
+        data, pos, end = self.buffer, 0, len(self.buffer)
+        out: list[bytes] = []
+        while end - pos >= 2:
+            b0, b1 = data[pos], data[pos + 1]
+            length, header = b1 & 0x7F, 2
+            if b1 & 0x80:
+                self.fail("masked server frame")
+                break
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length, header = struct.unpack_from("!H", data, pos + 2)[0], 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length, header = struct.unpack_from("!Q", data, pos + 2)[0], 10
+            if end - pos < header + length:
+                break
+            payload = data[pos + header:pos + header + length]
+            pos += header + length
+            opcode, fin = b0 & 0x0F, b0 & 0x80
+            if opcode in (OP_TEXT, OP_BINARY):
+                if fin:
+                    out.append(payload)
+                else:
+                    self.fragments = [payload]
+            elif opcode == OP_CONT:
+                if self.fragments is None:
+                    self.fail("continuation without a start frame")
+                    break
+                self.fragments.append(payload)
+                if fin:
+                    out.append(b"".join(self.fragments))
+                    self.fragments = None
+            elif opcode == OP_PING:
+                self.send(masked_frame(OP_PONG, payload))
+            elif opcode == OP_CLOSE:
+                code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else None
+                self.fail(f"closed by the server: code {code} {payload[2:120]!r}")
+                break
+            # OP_PONG and unknown control frames: ignored
+        self.buffer = data[pos:] if pos else data
+        return out
+
+    def send(self, frame: bytes) -> None:
+        """A control frame: a few bytes into a send buffer we never fill, so no wait."""
+        try:
+            if self.sock.send(frame) != len(frame):
+                self.fail("send: short write")
+        except OSError as exc:
+            self.fail(f"send: {exc!r}")
+
+    def fail(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+        self.open = False
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            try:
+                self.sock.send(masked_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            except OSError:
+                pass
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------- worker process
+def _finished_uuid(payload: bytes) -> str | None:
+    if FINISHED_BYTES not in payload:
+        return None
+    event = json.loads(payload)
+    return event.get("execution_uuid") if event.get("event") == FINISHED else None
+
+
+def _decode(conn: Conn) -> ConnResult:
+    messages = []
+    for received, payload in conn.raw:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            conn.error = conn.error or f"not JSON: {payload[:80]!r}"
+            continue
+        seq = event.get("seq")
+        messages.append(Message(received, int(seq) if seq is not None else None, event.get("event"),
+                                event.get("execution_uuid"), event.get("ts")))
+    return ConnResult(conn.last_seq or 0, messages, conn.finished, conn.error)
+
+
+def _handle_snapshot(conn: Conn, payload: bytes) -> None:
+    try:
+        first = json.loads(payload)
+    except ValueError:
+        first = {}
+    if not isinstance(first, dict) or first.get("event") != "snapshot":
+        conn.fail(f"no snapshot: {payload[:200]!r}")
+    else:
+        conn.last_seq = int(first.get("last_seq") or 0)
+
+
+def _absorb(conn: Conn, received: float, expected: set[str] | None) -> bool:
+    """Handle the messages completed in ``conn.buffer``; True once the socket is done (closed,
+    broken, or every expected ``execution.finished`` arrived)."""
+    for payload in conn.feed():
+        if conn.last_seq is None:
+            _handle_snapshot(conn, payload)
+            continue
+        conn.raw.append((received, payload))
+        uuid = _finished_uuid(payload)
+        if uuid is not None:
+            conn.finished.add(uuid)
+            if expected is not None and expected <= conn.finished:
+                return True  # like a thread that returns: the rest is never read
+    return not conn.open
+
+
+def worker_main(url: str, count: int, control: Connection, deadline: float, connect_timeout: float) -> None:
+    """Serve ``count`` sockets to ``url`` until told to stop (see the module docstring)."""
+    conns: list[Conn] = []
+    try:
+        for _ in range(count):
+            conns.append(Conn(*handshake(url, connect_timeout)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+        control.send(("error", f"connect: {exc!r}"))
+        for conn in conns:
+            conn.close()
+        return
+    selector = selectors.DefaultSelector()
+    for conn in conns:
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+        if conn.buffer:  # frames that came with the 101 answer
+            _absorb(conn, time.time(), None)
+    selector.register(control, selectors.EVENT_READ, None)
+    expected: set[str] | None = None  # set by "stop"
+    ready_sent = False
+    snapshot_deadline = time.monotonic() + connect_timeout
+    recv, now, select = socket.socket.recv, time.time, selector.select
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for key, _ in select(timeout=min(0.5, remaining)):
+            conn: Conn | None = key.data
+            if conn is None:  # the parent: "stop", or it went away
+                try:
+                    command = control.recv()
+                except (EOFError, OSError):
+                    deadline = 0.0
+                    break
+                if command[0] == "stop":
+                    expected = set(command[1])
+                    for other in conns:
+                        if other.open and other.last_seq is not None and expected <= other.finished:
+                            _retire(selector, other)
+                continue
+            if not conn.open:
+                continue
+            try:
+                chunk = recv(conn.sock, RECV_BYTES)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                conn.fail(f"recv: {exc!r}")
+                _retire(selector, conn)
+                continue
+            received = now()
+            if chunk:
+                conn.buffer = conn.buffer + chunk if conn.buffer else chunk
+            else:
+                conn.fail("connection closed without a close frame")
+            if _absorb(conn, received, expected):
+                _retire(selector, conn)
+        if not ready_sent:
+            if all(c.last_seq is not None for c in conns):
+                control.send(("ready", [c.last_seq for c in conns]))
+                ready_sent = True
+            elif any(c.error for c in conns) or time.monotonic() > snapshot_deadline:
+                control.send(("error", next((c.error for c in conns if c.error), "no snapshot in time")))
+                break
+        elif expected is not None and not any(c.open for c in conns):
+            break
+    for conn in conns:
+        conn.close()
+    selector.close()
+    if ready_sent:
+        try:
+            control.send(("result", [_decode(conn) for conn in conns]))
+        except OSError:
+            pass
+
+
+def _retire(selector: selectors.BaseSelector, conn: Conn) -> None:
+    try:
+        selector.unregister(conn.sock)
+    except (KeyError, ValueError):
+        pass
+    conn.close()
+
+
+# ---------------------------------------------------------------------------- parent side
+class FanoutReader:
+    """``clients`` sockets to one URL, split over ``processes`` worker processes.
+
+    ``start()`` returns once every socket has its snapshot; ``finish(expected)`` returns one
+    :class:`ConnResult` per socket (in a stable order)."""
+
+    def __init__(self, url: str, clients: int, processes: int | None = None, max_seconds: float = 120.0,
+                 connect_timeout: float = 15.0) -> None:
+        from bench.client import check_loopback
+
+        check_loopback(url.replace("ws://", "http://", 1))
+        self.url = url
+        self.processes = max(1, min(processes or min(4, clients), clients))
+        self.deadline = time.monotonic() + max_seconds
+        self.connect_timeout = connect_timeout
+        base, extra = divmod(clients, self.processes)
+        self.split = [base + (1 if i < extra else 0) for i in range(self.processes)]
+        self.workers: list[tuple[Any, Connection]] = []
+        self.last_seqs: list[list[int]] = []  # per worker, per socket
+
+    def start(self) -> list[int]:
+        """Spawn the workers, wait until every socket read its snapshot; the last_seq of each."""
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        for count in self.split:
+            parent_end, child_end = context.Pipe(duplex=True)
+            process = context.Process(target=worker_main, daemon=True, name="wsreader",
+                                      args=(self.url, count, child_end, self.deadline, self.connect_timeout))
+            process.start()
+            child_end.close()
+            self.workers.append((process, parent_end))
+        for process, pipe in self.workers:
+            reply = self._receive(pipe, min(self.deadline, time.monotonic() + self.connect_timeout + 30))
+            if reply is None or reply[0] != "ready":
+                self.close()
+                raise RuntimeError(f"wsreader {process.pid}: {reply[1] if reply else 'no answer'}")
+            self.last_seqs.append(reply[1])
+        return [seq for seqs in self.last_seqs for seq in seqs]
+
+    def pids(self) -> list[int]:
+        return [process.pid for process, _ in self.workers if process.pid is not None]
+
+    def finish(self, expected: set[str]) -> list[ConnResult]:
+        """Tell the workers triggering is over; collect their results (by the deadline)."""
+        for _, pipe in self.workers:
+            try:
+                pipe.send(("stop", sorted(expected)))
+            except OSError:
+                pass
+        results: list[ConnResult] = []
+        for (process, pipe), last_seqs in zip(self.workers, self.last_seqs):
+            reply = self._receive(pipe, self.deadline + 10)
+            if reply is not None and reply[0] == "result":
+                results.extend(reply[1])
+            else:  # counted as lost events and errors, like a listener thread that died
+                results.extend(ConnResult(seq, [], set(), f"wsreader {process.pid}: no result") for seq in last_seqs)
+        self.close()
+        return results
+
+    @staticmethod
+    def _receive(pipe: Connection, until: float) -> Any:
+        if not pipe.poll(max(0.0, until - time.monotonic())):
+            return None
+        try:
+            return pipe.recv()
+        except (EOFError, OSError):
+            return None
+
+    def close(self) -> None:
+        """Closing its pipe makes a worker stop (EOF); terminate it if it does not."""
+        for _, pipe in self.workers:
+            pipe.close()
+        for process, _ in self.workers:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        self.workers = []
