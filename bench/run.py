@@ -330,8 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-instance", action="store_true",
                    help="keep each stack's instance dir (database, logs) under bench/results/tmp/")
     p.add_argument("--threads", type=int, default=16, help="gunicorn threads (make run uses 16)")
-    p.add_argument("--web-workers", type=int, default=1,
-                   help="gunicorn worker processes (make run uses 1, the Procfile 2: inline runs use them)")
+    p.add_argument("--web-workers", type=int, default=2,
+                   help="gunicorn worker processes (default 2, as the Procfile; make run uses 1): inline "
+                        "runs use them")
     p.add_argument("--inline-max-nodes", type=int, default=None,
                    help="ATHENA_INLINE_MAX_NODES for the stack (default: the app's, 50); 0 sends every "
                         "?wait=true execution through the queue to a worker")

@@ -1,12 +1,15 @@
 """Scenario 1: trigger to completion of a 1-node workflow (webhook -> 1 set), sequential.
 
 * ``http_wait``: ``POST /webhook?wait=true``, time until the 200 with the finished execution.
-* ``websocket``: ``POST /webhook`` (202 at once), time until ``execution.finished`` of that
-  execution arrives on an already open workspace WebSocket.
+* ``websocket``: the same ``POST /webhook?wait=true``, time until ``execution.finished`` of that
+  execution arrives on an already open workspace WebSocket (read by a background thread).
+* ``websocket_queued``: ``POST /webhook`` without ``wait`` (202 at once, the execution goes
+  through the queue and a worker), time until its ``execution.finished`` arrives likewise.
 Also kept: the server-side split of the HTTP answers (created -> started -> stopped)."""
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -44,20 +47,53 @@ def run(ctx: Ctx) -> dict[str, Any]:
     out["http_wait_errors"] = errors
     out["server_split_p50_ms"] = {"created_to_started": r3(statistics.median(queue_ms)) if queue_ms else None,
                                   "started_to_stopped": r3(statistics.median(run_ms)) if run_ms else None}
-    out["websocket"], out["websocket_errors"] = _via_websocket(ctx, wf)
+    out["websocket"], out["websocket_errors"] = _via_websocket(ctx, wf, wait=True)
+    out["websocket_queued"], out["websocket_queued_errors"] = _via_websocket(ctx, wf, wait=False)
     out["load_after"] = loadavg()
     return out
 
 
-def _via_websocket(ctx: Ctx, wf: str) -> tuple[dict[str, Any], int]:
+class FinishWatcher(threading.Thread):
+    """Reads the workspace WebSocket in the background: receipt time of each execution.finished."""
+
+    def __init__(self, ws: WsClient) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.finished: dict[str, tuple[float, str | None]] = {}
+        self.changed = threading.Condition()
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            message = self.ws.recv(timeout=0.5)
+            if message is None:
+                continue
+            received, event = message
+            if event.get("event") == "execution.finished":
+                with self.changed:
+                    self.finished[event.get("execution_uuid")] = (received, event.get("status"))
+                    self.changed.notify_all()
+
+    def wait_for(self, uuid: str, timeout: float) -> tuple[float, str | None] | None:
+        with self.changed:
+            self.changed.wait_for(lambda: uuid in self.finished, timeout)
+            return self.finished.pop(uuid, None)
+
+
+def _via_websocket(ctx: Ctx, wf: str, wait: bool) -> tuple[dict[str, Any], int]:
+    """Trigger (``?wait=true`` or not) and time until that execution's ``execution.finished``
+    arrives on the already open workspace socket (read by a background thread, so the receipt
+    time does not wait for the HTTP answer)."""
     s, stack = ctx.settings, ctx.stack
     api = stack.api(s.request_timeout)
     ws = WsClient(f"{stack.ws_base}/api/v1/ws/workspaces/{stack.workspace_uuid}/executions?token={stack.token}")
     reps, errors = [], 0
+    first = ws.recv(timeout=10)
+    assert first and first[1].get("event") == "snapshot", first
+    watcher = FinishWatcher(ws)
+    watcher.start()
     try:
-        first = ws.recv(timeout=10)
-        assert first and first[1].get("event") == "snapshot", first
-        path = webhook_path(wf, wait=False)
+        path = webhook_path(wf, wait=wait)
         for rep in range(s.reps):
             values = []
             deadline = time.monotonic() + s.s1_ws_requests * 2.0 + 30
@@ -66,27 +102,20 @@ def _via_websocket(ctx: Ctx, wf: str) -> tuple[dict[str, Any], int]:
                     break
                 t0 = time.time()
                 response = api.post(path, json=BODY)
-                if response.status_code != 202:
+                if response.status_code not in (200, 202):
                     errors += 1
                     continue
-                uuid = response.json()["data"]["uuid"]
-                got = None
-                wait_until = time.monotonic() + 30
-                while time.monotonic() < wait_until:
-                    message = ws.recv(timeout=max(0.1, wait_until - time.monotonic()))
-                    if message is None:
-                        break
-                    received, event = message
-                    if event.get("event") == "execution.finished" and event.get("execution_uuid") == uuid:
-                        got = received
-                        break
-                if got is None or event.get("status") != "completed":
+                got = watcher.wait_for(response.json()["data"]["uuid"], 30)
+                if got is None or got[1] != "completed":
                     errors += 1
                     continue
-                values.append((got - t0) * 1000)
+                values.append((got[0] - t0) * 1000)
             reps.append(values)
-            ctx.log(f"  s1 ws rep {rep + 1}: p50 {statistics.median(values) if values else float('nan'):.2f} ms")
+            ctx.log(f"  s1 ws ({'wait=true' if wait else 'queued'}) rep {rep + 1}: "
+                    f"p50 {statistics.median(values) if values else float('nan'):.2f} ms")
     finally:
+        watcher.running = False
+        watcher.join(timeout=2)
         ws.close()
         api.close()
     return across_reps(reps), errors
