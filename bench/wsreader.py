@@ -338,7 +338,9 @@ class FanoutReader:
 
         check_loopback(url.replace("ws://", "http://", 1))
         self.url = url
-        self.processes = max(1, min(processes or min(4, clients), clients))
+        # One process per 100 sockets (at most 4): on 2 cores, more reader processes only take
+        # CPU from the server under test (measured: 100 sockets, 1 process p50 4.1-4.8 ms, 4: 4.6-5.1).
+        self.processes = max(1, min(processes or min(4, -(-clients // 100)), clients))
         self.deadline = time.monotonic() + max_seconds
         self.connect_timeout = connect_timeout
         base, extra = divmod(clients, self.processes)

@@ -8,7 +8,7 @@ writer right after its commit, when it appended to the log). The workspace chann
 is gap-free by construction, so per client: lost = seqs of (snapshot, highest seq seen by any
 client] never received, duplicated = seqs received twice, out of order = a seq lower than the
 previous one. The web server gets enough threads for every socket (``s4`` restarts it).
-Client: :mod:`bench.wsreader`, a multi-process selector reader (<= 4 processes, one selector
+Client: :mod:`bench.wsreader`, a selector reader (one process per 100 sockets, one selector
 loop each), because a thread per socket in the bench process measured its own GIL queueing.
 Each level also records the CPU the reader, web, worker and bench processes used while the
 executions ran (``cpu_pct``, 100 = one core) to show who competes for the machine's cores."""
