@@ -9,153 +9,26 @@ Assertions are on the final output (execution ``output`` or the webhook answer) 
 requests the target received."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import subprocess
-import sys
-import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from athena.services.schedules import fire_tick
 from athena.timeutil import iso
-from athena.extensions import db
-from tests.factories import headers_for, make_user, make_workspace, token_for
 from tests.nodes import API, TERMINAL, clean_rq, entries, wait_status
+from tests.support.examples import WORKFLOWS, create, load, world
 from tests.support.fake_openai import FakeOpenAI, RecordedRequest, Reply
-from tests.support.servers import http_url, send_json, serve_http
+from tests.support.local_target import LocalTarget, target
 
-__all__ = ["clean_rq"]  # the autouse fixture: no armed tick / timer outlives a test
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-FILES = sorted(path.name for path in EXAMPLES.glob("*.json"))
-WORKFLOWS = "/api/v1/workflows"
-
-
-# -- the local HTTP target ---------------------------------------------------------------------
-@dataclass
-class Hit:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names lower-cased
-    body: Any
-
-
-Answer = tuple[int, Any]
-
-
-class LocalTarget:
-    """Answers ``(method, path)`` routes with JSON and records every request.
-
-    A route's reply is ``(status, body)``, a list of them (served in turn, the last one
-    repeats) or a function of the :class:`Hit`. Unknown routes answer 404."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        self.routes: dict[tuple[str, str], Callable[[Hit], Answer]] = {}
-        self.lock = threading.Lock()
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw.decode(errors="replace")
-                hit = Hit(self.command, parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()},
-                          {k.lower(): v for k, v in self.headers.items()}, body)
-                with target.lock:
-                    target.hits.append(hit)
-                    route = target.routes.get((hit.method, hit.path))
-                status, payload = route(hit) if route else (404, {"error": f"no route {hit.method} {hit.path}"})
-                send_json(self, status, json.dumps(payload).encode())
-
-            do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server API
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = serve_http(Handler)
-
-    @property
-    def url(self) -> str:
-        return http_url(self.server)
-
-    def on(self, method: str, path: str, reply: Answer | list[Answer] | Callable[[Hit], Answer]) -> None:
-        if callable(reply):
-            self.routes[(method, path)] = reply
-            return
-        queue = list(reply) if isinstance(reply, list) else [reply]
-
-        def serve(_: Hit) -> Answer:  # called under self.lock
-            return queue.pop(0) if len(queue) > 1 else queue[0]
-
-        self.routes[(method, path)] = serve
-
-    def requests(self, method: str, path: str | None = None) -> list[Hit]:
-        with self.lock:
-            return [h for h in self.hits if h.method == method and (path is None or h.path == path)]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def target():
-    server = LocalTarget()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def world():
-    owner = make_user()
-    workspace = make_workspace(owner)
-    return {"owner": owner, "workspace_uuid": workspace.uuid, "headers": headers_for(owner)}
+# fixtures; clean_rq is autouse: no armed tick / timer outlives a test
+__all__ = ["clean_rq", "target", "world"]
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def load(name: str) -> dict[str, Any]:
-    return json.loads((EXAMPLES / name).read_text())
-
-
-def _import_loader():
-    spec = importlib.util.spec_from_file_location("athena_examples_load", EXAMPLES / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-loader = _import_loader()
-
-
 def secret(value: str) -> dict[str, Any]:
     return {"secret": True, "value": value}
-
-
-def create(client, world, example: dict[str, Any], variables: dict[str, Any] | None = None,
-           child_variables: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Create the example's children first, then the example itself with its ``$child:<key>``
-    sub_workflow references replaced by the children's uuids (``examples/load.py``); its data."""
-    def post(body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(WORKFLOWS, json=body, headers=world["headers"])
-        assert response.status_code == 201, (body["name"], response.json)
-        return response.json["data"]
-
-    overrides = {"": variables or {}, **(child_variables or {})}
-    return loader.create_all(example, world["workspace_uuid"], post, overrides)[-1]
 
 
 def webhook(client, world, workflow: dict[str, Any], body: Any, wait: bool = True):
@@ -171,55 +44,6 @@ def executions_of(client, world, workflow: dict[str, Any]) -> list[dict[str, Any
     response = client.get(f"{API}?workflow_uuid={workflow['uuid']}", headers=world["headers"])
     assert response.status_code == 200, response.json
     return response.json["data"]
-
-
-# -- every file --------------------------------------------------------------------------------
-def test_there_are_at_least_five_examples_all_documented():
-    assert len(FILES) >= 5, FILES
-    readme = (EXAMPLES / "README.md").read_text()
-    for name in FILES:
-        assert f"`{name}`" in readme, f"{name} is not described in examples/README.md"
-
-
-@pytest.mark.parametrize("name", FILES)
-def test_example_is_a_valid_workflow_as_shipped(client, world, name):
-    example = load(name)
-    assert set(example) <= {"name", "description", "nodes", "edges", "variables", "children"}, set(example)
-    assert example["name"] and example["description"] and example["nodes"]
-    created = create(client, world, example)
-    assert [n["id"] for n in created["nodes"]] == [n["id"] for n in example["nodes"]]
-    assert created["is_active"] is True
-    refs = [n["parameters"]["workflow_uuid"] for n in created["nodes"] if n["type"] == "sub_workflow"]
-    children = {child["name"] for child in example.get("children", [])}
-    assert len(refs) == len(children)
-    for ref in refs:  # each points at a child created in the same workspace
-        child = client.get(f"{WORKFLOWS}/{ref}", headers=world["headers"])
-        assert child.status_code == 200 and child.json["data"]["name"] in children, child.json
-    # secrets are stored, never shown back
-    for key, value in example.get("variables", {}).items():
-        if isinstance(value, dict) and value.get("secret"):
-            assert created["variables"][key]["value"] != value["value"]
-
-
-def test_load_script_creates_children_first_over_http(client, live_server, world):
-    command = [sys.executable, str(EXAMPLES / "load.py"), str(EXAMPLES / "expense_approval.json"),
-               "--url", live_server.url, "--token", token_for(world["owner"]), "--workspace", world["workspace_uuid"],
-               "--set", "review_timeout_seconds=3600", "--set", "notify_url=https://chat.test/api/messages",
-               "--set", "reimburse.payments_url=https://erp.test/api/payments", "--secret", "reimburse.erp_token=t0k"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    (child_uuid, child_name), (parent_uuid, parent_name) = [line.split("  ", 1) for line in done.stdout.splitlines()]
-    assert (child_name, parent_name) == ("Reimburse an expense", "Expense approval")
-    db.session.rollback()  # the test client shares this test's session: see what the live server wrote
-    parent = client.get(f"{WORKFLOWS}/{parent_uuid}", headers=world["headers"]).json["data"]
-    child = client.get(f"{WORKFLOWS}/{child_uuid}", headers=world["headers"]).json["data"]
-    [sub] = [n for n in parent["nodes"] if n["type"] == "sub_workflow"]
-    assert sub["parameters"]["workflow_uuid"] == child_uuid
-    assert parent["variables"]["review_timeout_seconds"] == 3600
-    assert parent["variables"]["notify_url"] == "https://chat.test/api/messages"
-    assert parent["variables"]["auto_approve_limit"] == 500  # the file's own value is kept
-    assert child["variables"]["payments_url"] == "https://erp.test/api/payments"
-    assert child["variables"]["erp_token"]["secret"] is True and child["variables"]["erp_token"]["value"] != "t0k"
 
 
 # -- 1. lead enrichment ------------------------------------------------------------------------
