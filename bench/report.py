@@ -131,13 +131,16 @@ def _render_run(db_name: str, run: dict[str, Any]) -> list[str]:
     stack = run.get("stack")
     if stack:
         out.append(f"Stack: {stack.get('database')}, Redis {stack.get('redis')}, gunicorn gthread "
-                   f"{stack.get('threads')} threads, `python -m jobs.worker` x {stack.get('workers')}.")
+                   f"{stack.get('web_workers', 1)} x {stack.get('threads')} threads, "
+                   f"`python -m jobs.worker` x {stack.get('workers')}.")
         out.append("")
     s1 = run.get("s1")
     if s1:
         rows = []
         for name, label in (("http_wait", "webhook ?wait=true (HTTP answer)"),
-                            ("websocket", "webhook, then execution.finished on the workspace WebSocket")):
+                            ("websocket", "webhook ?wait=true, execution.finished on the workspace WebSocket"),
+                            ("websocket_queued", "webhook (202, through the queue), execution.finished on the "
+                                                 "workspace WebSocket")):
             m = s1.get(name)
             if not m:
                 continue

@@ -20,9 +20,10 @@ from typing import Any, Callable
 import requests
 
 from bench.client import Sample, check_loopback, closed_loop, sequential
+from bench.procstats import cpu_seconds, rss_mb
 from bench.report import across_reps, median_spread, r3, summarize
 from bench.scenarios.common import BODY, Settings
-from bench.stack import cpu_seconds, port_open, rss_mb
+from bench.stack import port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 N8N_HOME = Path("/tmp/n8n")

@@ -116,7 +116,7 @@ class CpuPerExec:
         self.stack = stack
 
     def _now(self) -> dict[str, float]:
-        from bench.stack import cpu_seconds
+        from bench.procstats import cpu_seconds
 
         st = self.stack
         out = {"web": sum(cpu_seconds(p) for p in [st.web_master_pid(), *st.web_worker_pids()]),

@@ -11,9 +11,9 @@ import time
 from typing import Any, Callable
 
 from bench.client import closed_loop
+from bench.procstats import CpuShare, cpu_seconds
 from bench.report import median_spread, r3, summarize
 from bench.scenarios.common import CpuPerExec, Ctx, loadavg, ms, wait_request, warmup
-from bench.stack import CpuShare, cpu_seconds
 
 
 def _cpu(pids: list[int]) -> float:

@@ -18,9 +18,9 @@ import os
 import time
 from typing import Any
 
+from bench.procstats import cpu_seconds
 from bench.report import across_reps
 from bench.scenarios.common import BODY, Ctx, loadavg, parse_ts, webhook_path
-from bench.stack import cpu_seconds
 from bench.wsreader import FanoutReader
 
 FINISHED = "execution.finished"
