@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import joinedload
 
 from athena.extensions import db
 from athena.models import ApiToken, User
@@ -83,8 +84,10 @@ def token_from_request() -> str | None:
 
 @functools.cache
 def _token_statement() -> Select:
-    """Built once: every request runs it."""
-    return select(ApiToken).where(ApiToken.token_hash == bindparam("token_hash"))
+    """Built once: every request runs it. The user comes with the token; the user's organization
+    only when something asks for it (most requests do not)."""
+    return (select(ApiToken).where(ApiToken.token_hash == bindparam("token_hash"))
+            .options(joinedload(ApiToken.user).lazyload(User.organization)))
 
 
 def user_for_token(clear: str | None) -> tuple[User, ApiToken] | None:

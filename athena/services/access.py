@@ -6,6 +6,7 @@ import functools
 
 from flask_smorest import abort
 from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select
+from sqlalchemy.orm import joinedload
 
 from athena.extensions import db
 from athena.models import WRITE_ROLES, User, Workflow, WorkflowExecution, Workspace, WorkspaceMember
@@ -93,7 +94,8 @@ def _workflow_with_role(lock: bool) -> Select:
     role = (select(WorkspaceMember.role)
             .where(WorkspaceMember.workspace_id == Workflow.workspace_id, WorkspaceMember.user_id == user_id)
             .scalar_subquery())
-    query = _visible_workflows(user_id).where(Workflow.uuid == bindparam("uuid")).add_columns(role)
+    query = (_visible_workflows(user_id).where(Workflow.uuid == bindparam("uuid")).add_columns(role)
+             .options(joinedload(Workflow.workspace).lazyload(Workspace.organization)))  # loaded if asked for
     return query.with_for_update() if lock else query
 
 
