@@ -202,7 +202,7 @@ def _render_run(db_name: str, run: dict[str, Any]) -> list[str]:
                          _f(level.get("cpu", {}).get("workers_pct"), 0),
                          _f((level.get("cpu_ms_per_exec") or {}).get("total")),
                          _f(level.get("foreign_cpu_pct"), 0), _verdict(ok)])
-        out.append(f"### 3. Throughput, closed loop ({s3.get('seconds')} s per level, "
+        out.append(f"### 3. Throughput, closed loop ({s3.get('level_seconds') or (s3.get('levels') or [{}])[0].get('seconds')} s per level, "
                    f"{s3.get('windows')} windows = repetitions)")
         out.append("")
         if _noise(s3):

@@ -69,7 +69,7 @@ def level(ctx: Ctx, workflow: str, clients: int, seconds: float, windows: int,
 
 def run(ctx: Ctx, after_workers: Callable[[int], None] | None = None) -> dict[str, Any]:
     s, stack = ctx.settings, ctx.stack
-    out: dict[str, Any] = {"seconds": s.s3_seconds, "windows": s.s3_windows, "load_before": loadavg(), "levels": []}
+    out: dict[str, Any] = {"level_seconds": s.s3_seconds, "windows": s.s3_windows, "load_before": loadavg(), "levels": []}
     for workers in s.s3_workers:
         stack.set_workers(workers)
         for workflow in s.s3_workflows:
