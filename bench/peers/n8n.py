@@ -17,12 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-import requests
-
-from bench.client import Sample, check_loopback, closed_loop, sequential
+from bench.client import JsonPoster, Sample, closed_loop, sequential
 from bench.procstats import cpu_seconds, rss_mb
 from bench.report import across_reps, median_spread, r3, summarize
-from bench.scenarios.common import BODY, Settings
+from bench.scenarios.common import BODY_BYTES, Settings
 from bench.stack import port_open
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,32 +127,29 @@ class N8n:
             return "?"
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    return session
+def _session(timeout: float) -> JsonPoster:
+    """The same keep-alive poster as Athena's timed requests."""
+    return JsonPoster(BASE, timeout=timeout)
 
 
-def _call(session: requests.Session, url: str, timeout: float) -> Sample:
+def _call(session: JsonPoster, path: str) -> Sample:
     t0 = time.perf_counter()
     try:
-        response = session.post(check_loopback(url), json=BODY, timeout=timeout)
-        _ = response.content
+        status, _ = session.post(path, BODY_BYTES)
         dt = time.perf_counter() - t0
-        return Sample(dt, response.status_code == 200, None if response.status_code == 200 else
-                      f"HTTP {response.status_code}", None, t0)
-    except requests.RequestException as exc:
+        return Sample(dt, status == 200, None if status == 200 else f"HTTP {status}", None, t0)
+    except Exception as exc:  # noqa: BLE001 - transport errors, counted
         return Sample(time.perf_counter() - t0, False, type(exc).__name__, None, t0)
 
 
 def _sequential_reps(url: str, reps: int, count: int, timeout: float, warm: int) -> tuple[list[list[float]], int]:
-    session = _session()
+    session = _session(timeout)
     try:
         for _ in range(warm):
-            _call(session, url, timeout)
+            _call(session, url)
         out, errors = [], 0
         for _ in range(reps):
-            samples = sequential(lambda: _call(session, url, timeout), count, max_seconds=count * 3.0 + 60)
+            samples = sequential(lambda: _call(session, url), count, max_seconds=count * 3.0 + 60)
             errors += sum(1 for s in samples if not s.ok)
             out.append([s.seconds * 1000 for s in samples if s.ok])
         return out, errors
@@ -172,12 +167,12 @@ def run(settings: Settings, config: str, requests_s1: int, requests_s2: int,
         out["rss_idle"] = rss_mb(n8n.pid)
         timeout = max(settings.request_timeout, 60.0)
         # Scenario 1
-        reps, errors = _sequential_reps(f"{BASE}/webhook/bench1", settings.reps, requests_s1, timeout, settings.warmup)
+        reps, errors = _sequential_reps("/webhook/bench1", settings.reps, requests_s1, timeout, settings.warmup)
         out["s1"] = {"http_wait": across_reps(reps), "http_wait_errors": errors, "requests_per_rep": requests_s1}
         log(f"  n8n s1: p50 {out['s1']['http_wait']['p50_ms']} ms p99 {out['s1']['http_wait']['p99_ms']} ms")
         # Scenario 2
-        r1, e1 = _sequential_reps(f"{BASE}/webhook/bench1", settings.reps, requests_s2, timeout, settings.warmup // 2)
-        r40, e40 = _sequential_reps(f"{BASE}/webhook/bench40", settings.reps, requests_s2, timeout, settings.warmup // 2)
+        r1, e1 = _sequential_reps("/webhook/bench1", settings.reps, requests_s2, timeout, settings.warmup // 2)
+        r40, e40 = _sequential_reps("/webhook/bench40", settings.reps, requests_s2, timeout, settings.warmup // 2)
         per_node = [(statistics.median(b) - statistics.median(a)) / 39 for a, b in zip(r1, r40) if a and b]
         out["s2"] = {"bench1": across_reps(r1), "bench40": across_reps(r40), "errors": {"bench1": e1, "bench40": e40},
                      "per_node": {"client": median_spread(per_node)}, "requests_per_rep": requests_s2}
@@ -185,11 +180,11 @@ def run(settings: Settings, config: str, requests_s1: int, requests_s2: int,
         # Scenario 3 (n8n is one process: no worker count)
         levels = []
         for path in ("bench1", "bench5"):
-            url = f"{BASE}/webhook/{path}"
+            url = f"/webhook/{path}"
             for clients in settings.s3_clients:
                 def make():
-                    session = _session()
-                    return (lambda: _call(session, url, timeout)), session.close
+                    session = _session(timeout)
+                    return (lambda: _call(session, url)), session.close
                 cpu0, wall0 = cpu_seconds(n8n.pid), time.perf_counter()
                 result = closed_loop(make, clients, settings.s3_seconds)
                 cpu1, wall1 = cpu_seconds(n8n.pid), time.perf_counter()

@@ -1,6 +1,7 @@
 """Helpers shared by the scenarios."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -8,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from bench.client import Api, Sample, timed
+from bench.client import Api, Sample
 from bench.stack import Stack
 
 BODY = {"hello": "world", "n": 1}  # the n8n peer's request body
+BODY_BYTES = json.dumps(BODY).encode()
 COMPLETED = re.compile(rb'"status"\s*:\s*"completed"')
 
 
@@ -75,28 +77,33 @@ def webhook_path(workflow_uuid: str, wait: bool = True) -> str:
 
 
 def wait_request(api: Api, workflow_uuid: str, keep_body: bool = False) -> Sample:
-    """One ``?wait=true`` webhook; ok only if the answer is 200 with a completed execution."""
+    """One ``?wait=true`` webhook; ok only if the answer is 200 with a completed execution (with
+    ``keep_body``, the decoded answer is kept too)."""
     path = webhook_path(workflow_uuid)
-
-    def call():
-        return api.post(path, json=BODY)
-
-    sample = timed(call, keep_body=True) if keep_body else _timed_completed(api, path)
-    if keep_body and sample.ok and (sample.body or {}).get("data", {}).get("status") != "completed":
-        sample.ok, sample.error = False, f"status {(sample.body or {}).get('data', {}).get('status')}"
-    return sample
+    if not keep_body:
+        return _timed_completed(api, path)
+    t0 = time.perf_counter()
+    try:
+        status, content = api.poster.post(path, BODY_BYTES)
+        dt = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - transport errors, counted
+        return Sample(time.perf_counter() - t0, False, type(exc).__name__, None, t0)
+    if status != 200:
+        return Sample(dt, False, f"HTTP {status}", None, t0)
+    body = json.loads(content)
+    state = (body or {}).get("data", {}).get("status")
+    return Sample(dt, state == "completed", None if state == "completed" else f"status {state}", body, t0)
 
 
 def _timed_completed(api: Api, path: str) -> Sample:
     t0 = time.perf_counter()
     try:
-        response = api.post(path, json=BODY)
-        content = response.content
+        status, content = api.poster.post(path, BODY_BYTES)
         dt = time.perf_counter() - t0
-        if response.status_code == 200 and COMPLETED.search(content):
+        if status == 200 and COMPLETED.search(content):
             return Sample(dt, True, None, None, t0)
-        return Sample(dt, False, f"HTTP {response.status_code}", None, t0)
-    except Exception as exc:  # noqa: BLE001 - requests errors, counted
+        return Sample(dt, False, f"HTTP {status}", None, t0)
+    except Exception as exc:  # noqa: BLE001 - transport errors, counted
         return Sample(time.perf_counter() - t0, False, type(exc).__name__, None, t0)
 
 

@@ -8,6 +8,7 @@
 Also kept: the server-side split of the HTTP answers (created -> started -> stopped)."""
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from bench.client import WsClient, sequential
 from bench.report import across_reps, r3
-from bench.scenarios.common import BODY, CpuPerExec, Ctx, loadavg, ms, parse_ts, wait_request, warmup, webhook_path
+from bench.scenarios.common import BODY_BYTES, CpuPerExec, Ctx, loadavg, ms, parse_ts, wait_request, warmup, webhook_path
 
 
 def run(ctx: Ctx) -> dict[str, Any]:
@@ -101,11 +102,14 @@ def _via_websocket(ctx: Ctx, wf: str, wait: bool) -> tuple[dict[str, Any], int]:
                 if time.monotonic() > deadline:
                     break
                 t0 = time.time()
-                response = api.post(path, json=BODY)
-                if response.status_code not in (200, 202):
+                try:
+                    status, content = api.poster.post(path, BODY_BYTES)
+                except Exception:  # noqa: BLE001 - transport errors, counted
+                    status, content = 0, b""
+                if status not in (200, 202):
                     errors += 1
                     continue
-                got = watcher.wait_for(response.json()["data"]["uuid"], 30)
+                got = watcher.wait_for(json.loads(content)["data"]["uuid"], 30)
                 if got is None or got[1] != "completed":
                     errors += 1
                     continue
