@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import json
 import time
 from datetime import datetime
 from typing import Any, Callable
@@ -29,33 +28,13 @@ from athena.models import Workflow, WorkflowExecution, WorkflowExecutionData
 from athena.services.executions import claim_final_events
 from athena.services.leases import Lease
 from athena.services.prebuilt import update_row
+from athena.services.run_support import bounded, parsed_graph
 from athena.services.status import transition
 from athena.services.workflows import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
 
 log = logging.getLogger(__name__)
-MAX_EVENT_OUTPUT_BYTES = 64 * 1024
 STOP_RECHECK_SECONDS = 0.005
-
-
-def bounded(value: Any) -> tuple[Any, bool]:
-    encoded = json.dumps(value, default=str)
-    if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
-        return None, True
-    return value, False
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_cached(canonical: str) -> Graph:
-    nodes, edges = json.loads(canonical)
-    return Graph.parse(nodes, edges)
-
-
-def parsed_graph(nodes: list, edges: list) -> Graph:
-    """Validated graphs are cached per worker by content: a workflow's runs share one plan.
-    (The runner only reads the graph; node types are registered at import, so a cached plan
-    stays valid for the life of the process.)"""
-    return _parse_cached(json.dumps([nodes, edges], sort_keys=True, separators=(",", ":")))
 
 
 @functools.cache

@@ -18,9 +18,10 @@ from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution, WorkflowExecutionData
 from athena.models.base import new_uuid
 from athena.redis_client import get_redis
-from athena.services.execution_run import ExecutionRun, bounded, parsed_graph
+from athena.services.execution_run import ExecutionRun
 from athena.services.executions import commit_keeping_loaded, count_trigger, final_events_key
 from athena.services.prebuilt import insert_row
+from athena.services.run_support import bounded, parsed_graph
 from athena.services.workflows import public_variables, runtime_variables
 from athena.timeutil import utcnow
 

@@ -1,0 +1,33 @@
+"""What every way of running an execution shares (a worker's :class:`ExecutionRun`, an inline
+:class:`DeferredRun`): the parsed-graph cache and the size bound of outputs sent in events."""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from athena.engine import Graph
+
+MAX_EVENT_OUTPUT_BYTES = 64 * 1024
+
+
+def bounded(value: Any) -> tuple[Any, bool]:
+    """``(value, False)``, or ``(None, True)`` when its JSON is over ``MAX_EVENT_OUTPUT_BYTES``
+    (the event then says ``output_truncated``; the checkpoint keeps the whole output)."""
+    encoded = json.dumps(value, default=str)
+    if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
+        return None, True
+    return value, False
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(canonical: str) -> Graph:
+    nodes, edges = json.loads(canonical)
+    return Graph.parse(nodes, edges)
+
+
+def parsed_graph(nodes: list, edges: list) -> Graph:
+    """Validated graphs are cached per process by content: a workflow's runs share one plan.
+    (The runner only reads the graph; node types are registered at import, so a cached plan
+    stays valid for the life of the process.)"""
+    return _parse_cached(json.dumps([nodes, edges], sort_keys=True, separators=(",", ":")))
