@@ -99,8 +99,8 @@ class WorkflowWebhook(MethodView):
 
         With ``wait=true``, a workflow made only of pure nodes (set, transform, switch, if, filter,
         merge, noop, stop_and_error; at most ``ATHENA_INLINE_MAX_NODES``, 50 by default) runs in
-        the API process that received the call instead of on a worker: same rows, lease, checkpoints
-        and events, without the round trip through the queue (``timeout`` does not cut it short)."""
+        the API process that received the call instead of on a worker: the same rows and events,
+        without the round trip through the queue (``timeout`` does not cut it short)."""
         workflow = g.signed_workflow or get_workflow(current_user(), uuid, write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")

@@ -72,6 +72,18 @@ def count_trigger() -> Update:
             .values(trigger_count=table.c.trigger_count + 1, last_used_at=bindparam("now")))
 
 
+def graph_snapshot(workflow: Workflow) -> dict[str, Any]:
+    """What an execution runs: the workflow's graph and public variables as they are now."""
+    return {"nodes": workflow.nodes or [], "edges": workflow.edges or [],
+            "variables": public_variables(workflow.variables)}
+
+
+def initial_metadata() -> dict[str, Any]:
+    """A new execution's ``metadata``."""
+    return {"running_node": None, "execution_time": 0, "processed_count": 0, "error_count": 0,
+            "retry_count": 0, "workflow_execution_data_id": None}
+
+
 def commit_keeping_loaded() -> None:
     """Commit without expiring what the session has loaded (the caller expires what others may
     change; an answer built from it needs no reload)."""
@@ -99,12 +111,8 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
         parent_execution_id=parent.id if parent else None, parent_node_id=parent_node_id,
     )
     execution.workflow = workflow
-    graph = snapshot or {"nodes": workflow.nodes or [], "edges": workflow.edges or [],
-                         "variables": public_variables(workflow.variables)}
     execution.execution_data = WorkflowExecutionData(  # both rows in one flush, at the commit
-        workflow_data=entries or [], data=graph,
-        meta={"running_node": None, "execution_time": 0, "processed_count": 0, "error_count": 0,
-              "retry_count": 0, "workflow_execution_data_id": None},
+        workflow_data=entries or [], data=snapshot or graph_snapshot(workflow), meta=initial_metadata(),
     )
     db.session.add(execution)
     db.session.connection().execute(count_trigger(), {"workflow_id": workflow.id, "now": now})

@@ -2,10 +2,11 @@
 transform, switch, filter... see ``NodeType.pure``) and at most ``INLINE_MAX_NODES`` of them runs
 in the API process that received it, instead of going through the queue to a worker and back.
 
-Nothing else changes: the execution has the same rows, lease, checkpoints and events as on a
-worker. It is written ``running`` in the transaction that creates it, and the lease is taken
-right after. If the API process dies mid-run, the lease expires and the sweeper continues the
-execution on a worker, from its last checkpoint, like any other orphan. Pure nodes touch
+Nothing else changes: the execution has the same rows and events as on a worker. A run too
+long for one batch (below) is written ``running`` in the transaction that creates it, takes
+its lease right after and is checkpointed like on a worker. If the API process dies mid-run,
+the lease expires and the sweeper continues the execution on a worker, from its last
+checkpoint, like any other orphan. Pure nodes touch
 nothing outside the execution, so no user-visible effect runs in the API process; expressions
 are sandboxed as everywhere else. ``ATHENA_INLINE_MAX_NODES=0`` turns inline runs off.
 
@@ -53,7 +54,8 @@ def eligible(workflow: Workflow) -> bool:
 
 def run_inline_if_free(workflow: Workflow, user: User | None, *, mode: str,
                        input: Any) -> WorkflowExecution | None:  # noqa: A002
-    """:func:`run_inline` if this process has a free inline slot, else None (use the queue)."""
+    """:func:`run_inline` once this process has a free inline slot (waiting up to
+    ``INLINE_WAIT_SECONDS`` for one), else None (use the queue)."""
     slots = _slots()
     if not slots.acquire(timeout=float(current_app.config["INLINE_WAIT_SECONDS"])):
         return None
@@ -77,12 +79,10 @@ def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any) 
     when it is short, else created ``running``, run with checkpoints and reloaded."""
     from athena.services.inline_run import DeferredRun, TooLong
 
-    if DeferredRun.allowed(workflow):
-        try:
-            return DeferredRun(workflow, mode, input).run_and_record(user)
-        except TooLong:
-            pass
-    return run_persisted(workflow, user, mode=mode, input=input)
+    try:
+        return DeferredRun(workflow, mode, input).run_and_record(user)
+    except TooLong:
+        return run_persisted(workflow, user, mode=mode, input=input)
 
 
 def run_persisted(workflow: Workflow, user: User | None, *, mode: str, input: Any) -> WorkflowExecution:  # noqa: A002

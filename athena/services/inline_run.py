@@ -3,8 +3,6 @@ memory, then the finished execution is written in one transaction and its events
 one Redis round trip. The events, rows and counters are those of a run on a worker."""
 from __future__ import annotations
 
-import functools
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -19,10 +17,12 @@ from athena.models import User, Workflow, WorkflowExecution, WorkflowExecutionDa
 from athena.models.base import new_uuid
 from athena.redis_client import get_redis
 from athena.services.execution_run import ExecutionRun
-from athena.services.executions import commit_keeping_loaded, count_trigger, final_events_key
+from athena.services.executions import (
+    commit_keeping_loaded, count_trigger, final_events_key, graph_snapshot, initial_metadata,
+)
 from athena.services.prebuilt import insert_row
-from athena.services.run_support import bounded, parsed_graph
-from athena.services.workflows import public_variables, runtime_variables
+from athena.services.run_support import bounded, graph_key, parsed_graph
+from athena.services.workflows import runtime_variables
 from athena.timeutil import utcnow
 
 
@@ -30,20 +30,11 @@ class TooLong(Exception):
     """The run cannot be one batch: it goes the persisted way (nothing was written)."""
 
 
-@functools.lru_cache(maxsize=256)
-def _mentions_execution(canonical: str) -> bool:
-    return "execution" in canonical
-
-
 class DeferredRun(ExecutionRun):
     """:class:`ExecutionRun` without a row: every checkpoint and event is held until the end;
-    reaching the batch age (or anything but finishing) raises :class:`TooLong`."""
-
-    @staticmethod
-    def allowed(workflow: Workflow) -> bool:
-        """Not when an expression may read ``execution`` (its ``id`` exists only after the insert)."""
-        nodes = json.dumps(workflow.nodes or [], sort_keys=True, separators=(",", ":"))
-        return not _mentions_execution(nodes)
+    reaching the batch age (or anything but finishing) raises :class:`TooLong`, and so does a
+    graph that mentions ``execution`` (an expression may read its ``id``, which exists only after
+    the insert)."""
 
     def __init__(self, workflow: Workflow, mode: str, input: Any) -> None:  # noqa: A002
         super().__init__(0, announce=True)
@@ -86,14 +77,15 @@ class DeferredRun(ExecutionRun):
     def run_and_record(self, user: User | None) -> WorkflowExecution:
         created = utcnow()
         workflow = self.workflow
-        graph = {"nodes": workflow.nodes or [], "edges": workflow.edges or [],
-                 "variables": public_variables(workflow.variables)}
-        self.meta = {"running_node": None, "execution_time": 0, "processed_count": 0, "error_count": 0,
-                     "retry_count": 0, "workflow_execution_data_id": None}
+        graph = graph_snapshot(workflow)
+        key = graph_key(graph["nodes"], graph["edges"])
+        if "execution" in key:
+            raise TooLong
+        self.meta = initial_metadata()
         self.queue("execution.status", status="pending", mode=self.mode)
         self.queue("execution.status", status="running")
         try:
-            parsed = parsed_graph(graph["nodes"], graph["edges"])
+            parsed = parsed_graph(graph["nodes"], graph["edges"], key)
         except GraphValidationError:
             raise TooLong from None  # the persisted way records the failure
         self.state = RunState.from_entries([])

@@ -26,8 +26,13 @@ def _parse_cached(canonical: str) -> Graph:
     return Graph.parse(nodes, edges)
 
 
-def parsed_graph(nodes: list, edges: list) -> Graph:
-    """Validated graphs are cached per process by content: a workflow's runs share one plan.
-    (The runner only reads the graph; node types are registered at import, so a cached plan
-    stays valid for the life of the process.)"""
-    return _parse_cached(json.dumps([nodes, edges], sort_keys=True, separators=(",", ":")))
+def graph_key(nodes: list, edges: list) -> str:
+    """The graph's canonical JSON: the key of its cached plan."""
+    return json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"))
+
+
+def parsed_graph(nodes: list, edges: list, key: str | None = None) -> Graph:
+    """Validated graphs are cached per process by content (``key``, from :func:`graph_key`): a
+    workflow's runs share one plan. (The runner only reads the graph; node types are registered
+    at import, so a cached plan stays valid for the life of the process.)"""
+    return _parse_cached(key if key is not None else graph_key(nodes, edges))
