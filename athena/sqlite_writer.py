@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 try:
     import fcntl
@@ -139,23 +139,21 @@ class WriterQueuedConnection(sqlite3.Connection):
         if held is not None:
             held.release()
 
-    def commit(self) -> None:
+    def _ending(self, end: Callable[[], None]) -> None:
+        """A transaction (or the connection) ends: the writer lock goes with it, whatever happens."""
         try:
-            super().commit()
+            end()
         finally:
             self._drop_writer_lock()
+
+    def commit(self) -> None:
+        self._ending(super().commit)
 
     def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._drop_writer_lock()
+        self._ending(super().rollback)
 
     def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._drop_writer_lock()
+        self._ending(super().close)
 
 
 _factories: dict[str, type[WriterQueuedConnection]] = {}
