@@ -78,33 +78,19 @@ def webhook_path(workflow_uuid: str, wait: bool = True) -> str:
 
 def wait_request(api: Api, workflow_uuid: str, keep_body: bool = False) -> Sample:
     """One ``?wait=true`` webhook; ok only if the answer is 200 with a completed execution (with
-    ``keep_body``, the decoded answer is kept too)."""
-    path = webhook_path(workflow_uuid)
-    if not keep_body:
-        return _timed_completed(api, path)
+    ``keep_body``, the answer is decoded and kept; else only searched, to keep the client cheap)."""
     t0 = time.perf_counter()
     try:
-        status, content = api.poster.post(path, BODY_BYTES)
+        status, content = api.poster.post(webhook_path(workflow_uuid), BODY_BYTES)
         dt = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - transport errors, counted
         return Sample(time.perf_counter() - t0, False, type(exc).__name__, None, t0)
     if status != 200:
         return Sample(dt, False, f"HTTP {status}", None, t0)
-    body = json.loads(content)
-    state = (body or {}).get("data", {}).get("status")
-    return Sample(dt, state == "completed", None if state == "completed" else f"status {state}", body, t0)
-
-
-def _timed_completed(api: Api, path: str) -> Sample:
-    t0 = time.perf_counter()
-    try:
-        status, content = api.poster.post(path, BODY_BYTES)
-        dt = time.perf_counter() - t0
-        if status == 200 and COMPLETED.search(content):
-            return Sample(dt, True, None, None, t0)
-        return Sample(dt, False, f"HTTP {status}", None, t0)
-    except Exception as exc:  # noqa: BLE001 - transport errors, counted
-        return Sample(time.perf_counter() - t0, False, type(exc).__name__, None, t0)
+    body = json.loads(content) if keep_body else None
+    completed = ((body or {}).get("data", {}).get("status") == "completed" if keep_body
+                 else COMPLETED.search(content) is not None)
+    return Sample(dt, completed, None if completed else "execution not completed", body, t0)
 
 
 def warmup(stack: Stack, workflow_uuid: str, count: int) -> int:
