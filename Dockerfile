@@ -23,4 +23,5 @@ RUN mkdir -p /app/instance && chown athena:athena /app/instance
 USER athena
 EXPOSE 5000
 
-CMD ["sh", "-c", "exec gunicorn -k gthread --threads 32 -w ${WEB_CONCURRENCY:-2} -b 0.0.0.0:${PORT:-5000} wsgi:app"]
+# Settings in gunicorn.conf.py (WEB_CONCURRENCY processes, default 2; PORT).
+CMD ["gunicorn", "wsgi:app"]

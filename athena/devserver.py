@@ -218,7 +218,8 @@ class Supervisor:
 
         bind = f"[{bind_host}]:{cfg.PORT}" if ":" in bind_host else f"{bind_host}:{cfg.PORT}"
         self.spawn("api", self._pymod(
-            "gunicorn", "-k", "gthread", "--threads", str(API_THREADS), "-w", "1", "-b", bind,
+            "gunicorn", "-k", "athena.gunicorn_worker.JsonErrorWorker", "--threads", str(API_THREADS),
+            "-w", "1", "-b", bind,
             "--graceful-timeout", str(GRACEFUL_TIMEOUT_SECONDS), *_gunicorn_extra_args(), "wsgi:app"), env)
         self.spawn("worker", self._pymod("jobs.worker"), env)
 

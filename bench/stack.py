@@ -215,7 +215,8 @@ class Stack:
         self.threads = threads
         self.port = free_port()
         py = sys.executable
-        self.web = self._spawn("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", str(threads),
+        self.web = self._spawn("web", [py, "-m", "gunicorn", "-k", "athena.gunicorn_worker.JsonErrorWorker",
+                                       "--threads", str(threads),
                                        "-w", str(self.web_workers),
                                        "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3",
                                        *_gunicorn_extra_args(), "wsgi:app"])
