@@ -72,7 +72,9 @@ def create_app(config_object: object | str | None = None) -> Flask:
     from athena import admin, cli, models, realtime  # noqa: F401  (models register their tables)
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
+    from athena.urlconverters import UuidString, uuid_parameter_schema
 
+    app.url_map.converters["uuid"] = UuidString
     _queue_sqlite_writers(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
@@ -84,6 +86,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
             _sqlite_pragmas(db.engine)
             db.engine.dispose()
 
+    api.register_converter(UuidString, uuid_parameter_schema)
     for name in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(name).blp)
     realtime.init_app(app)

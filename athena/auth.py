@@ -2,9 +2,17 @@
 
 Session tokens arrive as ``Authorization: Bearer <token>``; long-lived app tokens in the
 documented ``X-Multiplai-Authorization`` header (a Bearer prefix there is accepted too).
-Tokens are 32 random bytes; only their SHA-256 is stored."""
+Tokens are 32 random bytes; only their SHA-256 is stored.
+
+Precedence: an empty header counts as absent; a valid token in either header authenticates; a
+present but invalid one in either header is a 401 even when the other is valid (and so are two
+valid tokens of different users). HTTP Basic (``email:password`` or ``email:<app token>``) is
+accepted by ``GET /api/v1/user`` only: an argon2 verification per request everywhere else would
+be a denial-of-service lever."""
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import secrets
@@ -14,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request
 from flask_smorest import abort
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import joinedload
 
 from athena.extensions import db
@@ -27,9 +35,12 @@ INVALID_CREDENTIALS = "These credentials do not match our records."
 UNAUTHENTICATED = "Unauthenticated."
 
 SECURITY = [{"bearerAuth": []}, {"appToken": []}]
+SECURITY_WITH_BASIC = [*SECURITY, {"basicAuth": []}]
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer"},
     "appToken": {"type": "apiKey", "in": "header", "name": APP_HEADER},
+    "basicAuth": {"type": "http", "scheme": "basic",
+                  "description": "email:password or email:app-token; GET /api/v1/user only."},
 }
 
 
@@ -73,6 +84,8 @@ def _bearer(value: str | None) -> str | None:
     if not value:
         return None
     value = value.strip()
+    if value.lower() == "bearer":  # a client template whose token is empty
+        return None
     if value.lower().startswith("bearer "):
         value = value[7:].strip()
     return value or None
@@ -101,11 +114,47 @@ def user_for_token(clear: str | None) -> tuple[User, ApiToken] | None:
     return token.user, token
 
 
-def authenticate() -> User:
-    found = user_for_token(token_from_request())
-    if found is None:
+def user_by_email(email: str) -> User | None:
+    return db.session.execute(
+        select(User).where(func.lower(User.email) == email.strip().lower())).scalar_one_or_none()
+
+
+def _basic_user(value: str) -> User | None:
+    """The user of ``Basic base64(email:secret)``: the secret is one of the user's live app
+    tokens, or their password."""
+    try:
+        email, _, secret = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not email or not secret or len(email) > 255 or len(secret) > 512:
+        return None
+    user = user_by_email(email)
+    found = user_for_token(secret)
+    if found is not None and user is not None and found[1].kind == "app" and found[0].id == user.id:
+        return user
+    return user if verify_password(user, secret) else None
+
+
+def _presented(allow_basic: bool) -> list[tuple[User, ApiToken | None] | None]:
+    """One entry per credential the request presents (None: it is not valid)."""
+    presented: list[tuple[User, ApiToken | None] | None] = []
+    authorization = (request.headers.get("Authorization") or "").strip()
+    if authorization[:6].lower() == "basic ":
+        user = _basic_user(authorization[6:].strip()) if allow_basic else None
+        presented.append((user, None) if user is not None else None)
+    elif _bearer(authorization):
+        presented.append(user_for_token(_bearer(authorization)))
+    app_token = _bearer(request.headers.get(APP_HEADER))
+    if app_token:
+        presented.append(user_for_token(app_token))
+    return presented
+
+
+def authenticate(*, allow_basic: bool = False) -> User:
+    presented = _presented(allow_basic)
+    if not presented or None in presented or len({user.id for user, _ in presented}) > 1:
         abort(401, message=UNAUTHENTICATED)
-    g.user, g.token = found
+    g.user, g.token = presented[0]
     return g.user
 
 
@@ -113,6 +162,16 @@ def login_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         authenticate()
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def login_or_basic_required(view):
+    """``login_required`` that also takes HTTP Basic credentials (``GET /api/v1/user`` only)."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        authenticate(allow_basic=True)
         return view(*args, **kwargs)
 
     return wrapper

@@ -52,11 +52,10 @@ def create_user(email: str, password: str, name: str, workspace_name: str | None
 @click.option("--name", default="cli")
 def create_token(email: str, name: str) -> None:
     """Create a long-lived app access token (printed once; send it as X-Multiplai-Authorization)."""
-    from athena.auth import issue_token
+    from athena.auth import issue_token, user_by_email
     from athena.extensions import db
-    from athena.models import User
 
-    user = db.session.execute(select(User).where(func.lower(User.email) == email.strip().lower())).scalar_one_or_none()
+    user = user_by_email(email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     clear, _ = issue_token(user, "app", name=name)

@@ -13,7 +13,7 @@ blp = Blueprint("approvals", __name__, url_prefix="/api/v1/workflow-executions",
                 description="Approvals (human review) of workflow executions")
 
 
-@blp.route("/<uuid>/approvals")
+@blp.route("/<uuid:uuid>/approvals")
 class Approvals(MethodView):
     decorators = [login_required]
 
@@ -29,7 +29,7 @@ def _decide(decision: str, body: dict, uuid: str, approval_id: str):
     return {"data": approval}
 
 
-@blp.route("/<uuid>/approvals/<approval_id>/approve")
+@blp.route("/<uuid:uuid>/approvals/<approval_id>/approve")
 class ApprovalApprove(MethodView):
     decorators = [login_required]
 
@@ -42,7 +42,7 @@ class ApprovalApprove(MethodView):
         return _decide("approved", body, uuid, approval_id)
 
 
-@blp.route("/<uuid>/approvals/<approval_id>/reject")
+@blp.route("/<uuid:uuid>/approvals/<approval_id>/reject")
 class ApprovalReject(MethodView):
     decorators = [login_required]
 

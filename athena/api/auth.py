@@ -4,12 +4,19 @@ from __future__ import annotations
 from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from sqlalchemy import func, select
 
 from athena.api.base import envelope
-from athena.auth import INVALID_CREDENTIALS, SECURITY, issue_token, login_required, verify_password
+from athena.auth import (
+    INVALID_CREDENTIALS,
+    SECURITY,
+    SECURITY_WITH_BASIC,
+    issue_token,
+    login_or_basic_required,
+    login_required,
+    user_by_email,
+    verify_password,
+)
 from athena.extensions import db
-from athena.models import User
 from athena.schemas.users import MessageSchema, SignInSchema, TokenSchema, UserSchema
 from athena.timeutil import utcnow
 
@@ -22,9 +29,7 @@ class SignIn(MethodView):
     @blp.response(200, envelope(TokenSchema))
     def post(self, body):
         """Sign in with email and password; returns a session token"""
-        user = db.session.execute(
-            select(User).where(func.lower(User.email) == body["email"].strip().lower())
-        ).scalar_one_or_none()
+        user = user_by_email(body["email"])
         if not verify_password(user, body["password"]):
             abort(401, message=INVALID_CREDENTIALS)
         clear, token = issue_token(user, "session", name=body.get("device_name", "sign-in"))
@@ -46,9 +51,10 @@ class Logout(MethodView):
 
 @blp.route("/user")
 class CurrentUser(MethodView):
-    @blp.doc(security=SECURITY)
+    @blp.doc(security=SECURITY_WITH_BASIC)
     @blp.response(200, envelope(UserSchema))
-    @login_required
+    @login_or_basic_required
     def get(self):
-        """The authenticated user"""
+        """The authenticated user: a token in either header, or HTTP Basic (email:password or
+        email:app-token)"""
         return {"data": g.user}

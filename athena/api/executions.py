@@ -72,7 +72,7 @@ class ExecutionCount(MethodView):
         return {"data": {"count": queries.count(current_user(), args)}}
 
 
-@blp.route("/<uuid>")
+@blp.route("/<uuid:uuid>")
 class ExecutionsById(MethodView):
     decorators = [login_required]
 
@@ -104,7 +104,7 @@ class ExecutionsById(MethodView):
         service.delete_execution(get_execution(current_user(), uuid, write=True))
 
 
-@blp.route("/<uuid>/stop")
+@blp.route("/<uuid:uuid>/stop")
 class ExecutionStop(MethodView):
     decorators = [login_required]
 
@@ -115,7 +115,7 @@ class ExecutionStop(MethodView):
         return {"data": service.stop_execution(get_execution(current_user(), uuid, write=True))}
 
 
-@blp.route("/<uuid>/retry")
+@blp.route("/<uuid:uuid>/retry")
 class ExecutionRetry(MethodView):
     decorators = [login_required]
 

@@ -75,7 +75,7 @@ def _wanted(raw: bytes) -> bool:
         raw.startswith(b'{"event":"node.finished"') and b'"node_type":"respond_to_webhook"' in raw)
 
 
-@blp.route("/<uuid>/webhook")
+@blp.route("/<uuid:uuid>/webhook")
 class WorkflowWebhook(MethodView):
     decorators = [webhook_caller]
 

@@ -45,7 +45,7 @@ class Workflows(MethodView):
         return {"data": service.create_workflow(current_user(), body)}
 
 
-@blp.route("/workflows/<uuid>")
+@blp.route("/workflows/<uuid:uuid>")
 class WorkflowsById(MethodView):
     decorators = [login_required]
 
@@ -70,7 +70,7 @@ class WorkflowsById(MethodView):
         service.delete_workflow(get_workflow(current_user(), uuid, write=True))
 
 
-@blp.route("/workflows/<uuid>/favorite")
+@blp.route("/workflows/<uuid:uuid>/favorite")
 class WorkflowFavorite(MethodView):
     decorators = [login_required]
 

@@ -46,7 +46,7 @@ class Workspaces(MethodView):
         return {"data": service.create_workspace(current_user(), body["name"], body.get("description"))}
 
 
-@blp.route("/<uuid>")
+@blp.route("/<uuid:uuid>")
 class WorkspacesById(MethodView):
     decorators = [login_required]
 
@@ -74,7 +74,7 @@ class WorkspacesById(MethodView):
         service.delete_workspace(current_user(), get_workspace(current_user(), uuid))
 
 
-@blp.route("/<uuid>/members")
+@blp.route("/<uuid:uuid>/members")
 class Members(MethodView):
     decorators = [login_required]
 
@@ -93,7 +93,7 @@ class Members(MethodView):
         return {"data": service.add_member(current_user(), workspace, body["email"], body["role"])}
 
 
-@blp.route("/<uuid>/members/<user_uuid>")
+@blp.route("/<uuid:uuid>/members/<uuid:user_uuid>")
 class MembersById(MethodView):
     decorators = [login_required]
 

@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and the app see every table."""
 from athena.models.executions import (
+    COUNTER_BUCKETS,
     IN_PROGRESS_STATUSES,
     MODES,
     STATUSES,
@@ -16,4 +17,5 @@ __all__ = [
     "ApiToken", "Organization", "User", "Workspace", "WorkspaceMember", "ROLES", "WRITE_ROLES",
     "Workflow", "WorkflowFavorite", "VISIBILITIES", "WorkflowExecution", "WorkflowExecutionData",
     "WorkflowApproval", "STATUSES", "TERMINAL_STATUSES", "IN_PROGRESS_STATUSES", "MODES",
+    "COUNTER_BUCKETS",
 ]

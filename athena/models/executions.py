@@ -6,7 +6,17 @@ from athena.timeutil import utcnow
 
 STATUSES = ("pending", "running", "waiting", "paused", "completed", "failed", "cancelled")
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
-IN_PROGRESS_STATUSES = ("pending", "running", "waiting", "paused")
+# The workflow counters (executions_<bucket>_count): a partition of STATUSES, so that
+# executions_count = in progress + for review + completed + failed + cancelled. "For review" is
+# an execution paused for a human (an approval); it is not also "in progress".
+COUNTER_BUCKETS: dict[str, tuple[str, ...]] = {
+    "in_progress": ("pending", "running", "waiting"),
+    "for_review": ("paused",),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "cancelled": ("cancelled",),
+}
+IN_PROGRESS_STATUSES = COUNTER_BUCKETS["in_progress"]
 MODES = ("manual", "webhook", "schedule", "retry", "child", "api")
 
 
@@ -48,6 +58,7 @@ class WorkflowExecution(IdMixin, TimestampMixin, SoftDeleteMixin, db.Model):
     wait_till = db.Column(db.DateTime, nullable=True)
 
     workflow = db.relationship("Workflow", lazy="select")
+    parent = db.relationship("WorkflowExecution", remote_side="WorkflowExecution.id", lazy="select", viewonly=True)
     execution_data = db.relationship(
         "WorkflowExecutionData", lazy="select", uselist=False, back_populates="execution"
     )

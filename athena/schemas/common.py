@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_load, validate
 
 from athena.timeutil import iso, to_naive_utc
 
@@ -85,8 +86,24 @@ class StrictSchema(Schema):
 
 
 class QuerySchema(Schema):
-    """Query strings: unknown parameters are ignored (clients add cache busters and the like)."""
+    """Query strings: unknown parameters are ignored (clients add cache busters and the like), and
+    an empty one (``page=``, ``workflow_uuids=``) means "not given", as the documented examples send
+    them: the default applies, the filter is off."""
 
     class Meta:
         unknown = "exclude"
         ordered = True
+
+    @pre_load
+    def _empty_means_absent(self, data: Any, **_kwargs: Any) -> dict[str, Any]:
+        given: dict[str, Any] = {}
+        for key in data:
+            value = data[key]  # a list for list fields (webargs' MultiDictProxy)
+            if isinstance(value, list):
+                value = [item for item in value if item != ""]
+                if not value:
+                    continue
+            elif value == "":
+                continue
+            given[key] = value
+        return given

@@ -1,21 +1,69 @@
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, missing, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from athena.models import MODES, STATUSES
-from athena.schemas.common import SPACE_CLASS, Json, QuerySchema, StrictSchema, Text, UtcDateTime
+from athena.schemas.common import JSON_VALUE_REF, SPACE_CLASS, Json, QuerySchema, StrictSchema, Text, UtcDateTime
 from athena.schemas.workflows import WorkflowSchema
+
+
+_META_PROPERTIES = {
+    "running_node": {"type": "string", "nullable": True, "description": "The node running now."},
+    "workflow_execution_data_id": {"type": "integer", "description": "This data row's id."},
+    "execution_time": {"type": "integer", "description": "Milliseconds spent running, all stretches of the run."},
+    "wait_until": {"type": "string", "format": "date-time", "description": "A wait node's deadline."},
+    "wait_until_timestamp": {"type": "integer", "description": "The same, in Unix seconds."},
+    "wait_started_at": {"type": "string", "format": "date-time"},
+    "wait_completed_at": {"type": "string", "format": "date-time"},
+    "loop_index": {"type": "integer", "description": "The running loop's item index."},
+    "processed_count": {"type": "integer", "description": "Nodes that finished."},
+    "error_count": {"type": "integer", "description": "Nodes that failed."},
+    "retry_count": {"type": "integer", "description": "Retries of nodes."},
+}
 
 
 class DataMetadata(fields.Dict):
     """The stored ``metadata`` with ``workflow_execution_data_id`` always the row's own id (an
     inline run is written in one batch, before that id is known)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(metadata={"properties": _META_PROPERTIES, "additionalProperties": True}, **kwargs)
+
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return super()._serialize({**(value or {}), "workflow_execution_data_id": obj.id}, attr, obj, **kwargs)
+
+
+class WorkflowExecutionDataWorkflowDataSchema(Schema):
+    """One node's run (the documented WorkflowExecutionDataWorkflowData), in execution order."""
+
+    class Meta:
+        ordered = True
+
+    node_id = fields.String(required=True)
+    type = fields.String(required=True, metadata={"description": "The node's type."})
+    status = fields.String(required=True, metadata={
+        "enum": ["running", "success", "error", "skipped", "waiting", "paused"]})
+    output = fields.Raw(allow_none=True, metadata={"anyOf": [{"$ref": JSON_VALUE_REF}]})
+    error = fields.String(allow_none=True)
+    handle = fields.String(allow_none=True, metadata={"description": "The output handle it took."})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    stopped_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    attempts = fields.Integer(allow_none=True)
+
+
+class _AsStored(fields.Nested):
+    """Documented as the nested schema; dumped as stored (a run entry keeps every key it has)."""
+
+    def _serialize(self, nested_obj: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return nested_obj
+
+
+def _graph_text(data: Any) -> str | None:
+    return None if data.data is None else json.dumps(data.data, separators=(",", ":"))
 
 
 class ExecutionDataSchema(Schema):
@@ -23,23 +71,18 @@ class ExecutionDataSchema(Schema):
         ordered = True
 
     uuid = fields.String(required=True)
-    workflow_data = fields.List(fields.Dict(), required=True)
+    workflow_data = fields.List(_AsStored(WorkflowExecutionDataWorkflowDataSchema), required=True)
     metadata = DataMetadata(attribute="meta", required=True)
-    data = fields.Raw(allow_none=True)
+    data = fields.Function(_graph_text, allow_none=True, metadata={
+        "type": "string", "description": "The JSON text of the graph the execution runs (nodes, edges, variables)."})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
     deleted_at = UtcDateTime(allow_none=True)
 
 
-def _included(name: str):
-    def getter(execution):
-        return getattr(execution, name, missing)
-
-    return getter
-
-
 class ExecutionSchema(Schema):
-    """The documented WorkflowExecution resource; relations only when asked for with ``with=``."""
+    """The documented WorkflowExecution resource; relations only when asked for with ``with=``,
+    approval counts with ``with_count=`` (attributes ``execution_queries.include`` sets)."""
 
     class Meta:
         ordered = True
@@ -53,32 +96,25 @@ class ExecutionSchema(Schema):
     started_at = UtcDateTime(allow_none=True)
     stopped_at = UtcDateTime(allow_none=True)
     wait_till = UtcDateTime(allow_none=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)
     deleted_at = UtcDateTime(allow_none=True)
-    workflow_uuid = fields.Function(lambda e: e.workflow.uuid)
-    workspace_uuid = fields.Function(lambda e: e.workflow.workspace.uuid)
-    parent_execution_uuid = fields.Function(lambda e: getattr(e, "parent_uuid", None), allow_none=True)
-    input = fields.Raw(allow_none=True)
-    output = fields.Raw(allow_none=True)
+    workflow_uuid = fields.Function(lambda e: e.workflow.uuid, metadata={"type": "string"})
+    workspace_uuid = fields.Function(lambda e: e.workflow.workspace.uuid, metadata={"type": "string"})
+    parent_execution_uuid = fields.Function(lambda e: e.parent.uuid if e.parent_execution_id else None,
+                                            allow_none=True, metadata={"type": "string"})
+    input = fields.Raw(allow_none=True, metadata={"anyOf": [{"$ref": JSON_VALUE_REF}]})
+    output = fields.Raw(allow_none=True, metadata={"anyOf": [{"$ref": JSON_VALUE_REF}]})
     error = fields.String(allow_none=True)
     requires_human_review = fields.Boolean()
     has_command_room_task = fields.Boolean()
-    workflow = fields.Function(_included("included_workflow"), allow_none=True,
-                               metadata={"description": "with=workflow"})
-    workflow_execution_data = fields.Function(_included("included_data"),
-                                              metadata={"description": "with=workflowExecutionData"})
-    workflow_approvals_count = fields.Function(_included("workflow_approvals_count"))
-    pending_workflow_approvals_count = fields.Function(_included("pending_workflow_approvals_count"))
-
-
-def dump_included_workflow(workflow) -> dict:
-    return WorkflowSchema().dump(workflow)
-
-
-def dump_included_data(data) -> list[dict]:
-    return [ExecutionDataSchema().dump(data)] if data is not None else []
+    workflow = fields.Nested(WorkflowSchema, attribute="included_workflow", metadata={"description": "with=workflow"})
+    workflow_execution_data = fields.List(fields.Nested(ExecutionDataSchema), attribute="included_data",
+                                          metadata={"description": "with=workflowExecutionData"})
+    workflow_approvals_count = fields.Integer(metadata={"description": "with_count=workflowApprovals"})
+    pending_workflow_approvals_count = fields.Integer(
+        metadata={"description": "with_count=pendingWorkflowApprovals"})
 
 
 class ExecutionCreateSchema(StrictSchema):

@@ -36,6 +36,8 @@ class WorkflowSchema(Schema):
     executions_in_progress_count = fields.Integer(required=True)
     executions_for_review_count = fields.Integer(required=True)
     executions_completed_count = fields.Integer(required=True)
+    executions_failed_count = fields.Integer(required=True)
+    executions_cancelled_count = fields.Integer(required=True)
     nodes = fields.List(fields.Dict(), required=True)
     edges = fields.List(fields.Dict(), required=True)
     variables = fields.Method("dump_variables")

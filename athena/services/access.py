@@ -52,12 +52,19 @@ def require_owner(user: User, workspace_id: int) -> None:
         abort(403, message=FORBIDDEN)
 
 
+def _member_workspace(user: User, uuid: str) -> Select:
+    return select(Workspace).where(
+        Workspace.uuid == uuid, Workspace.deleted_at.is_(None), Workspace.id.in_(member_workspace_ids(user)))
+
+
+def member_workspace_id_list(user: User, uuid: str) -> list[int]:
+    """A filter's workspace: ``[its id]`` when the user is a member of it, else ``[]`` (an unknown,
+    malformed or foreign uuid in a filter matches nothing; it is not a 404)."""
+    return list(db.session.execute(_member_workspace(user, uuid).with_only_columns(Workspace.id)).scalars())
+
+
 def get_workspace(user: User, uuid: str, *, write: bool = False) -> Workspace:
-    workspace = db.session.execute(
-        select(Workspace).where(
-            Workspace.uuid == uuid, Workspace.deleted_at.is_(None), Workspace.id.in_(member_workspace_ids(user))
-        )
-    ).scalar_one_or_none()
+    workspace = db.session.execute(_member_workspace(user, uuid)).scalar_one_or_none()
     if workspace is None:
         abort(404, message=NOT_FOUND)
     if write:

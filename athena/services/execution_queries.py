@@ -10,9 +10,8 @@ from sqlalchemy.orm import selectinload
 
 from athena.extensions import db
 from athena.models import Organization, User, Workflow, WorkflowApproval, WorkflowExecution, Workspace
-from athena.services.access import get_workspace, member_workspace_ids
+from athena.services.access import member_workspace_id_list, member_workspace_ids
 from athena.services.workflows import annotate as annotate_workflows
-from athena.schemas.executions import dump_included_data, dump_included_workflow
 
 SCOPE_REQUIRED = "At least one of workspace_uuid, organization_multiplai_id, workflow_uuid or workflow_uuids is required."
 
@@ -101,7 +100,7 @@ def list_query(user: User, args: dict):
     if not (args.get("workspace_uuid") or args.get("organization_multiplai_id") or workflow_uuids):
         abort(422, message=SCOPE_REQUIRED, errors={"workspace_uuid": [SCOPE_REQUIRED]})
     if args.get("workspace_uuid"):  # wins over organization_multiplai_id
-        workspace_ids = [get_workspace(user, args["workspace_uuid"]).id]
+        workspace_ids = member_workspace_id_list(user, args["workspace_uuid"])
     elif args.get("organization_multiplai_id"):
         workspace_ids = list(db.session.execute(
             _organization_workspaces(user, args["organization_multiplai_id"])).scalars())
@@ -130,7 +129,8 @@ def list_query(user: User, args: dict):
 def with_options(query, args: dict):
     """Eager-load what ``with=`` asks for (one query per relation, never one per row)."""
     wanted = {part.strip() for part in (args.get("with_") or "").split(",") if part.strip()}
-    query = query.options(selectinload(WorkflowExecution.workflow).joinedload(Workflow.workspace))
+    query = query.options(selectinload(WorkflowExecution.workflow).joinedload(Workflow.workspace),
+                          selectinload(WorkflowExecution.parent).load_only(WorkflowExecution.uuid))
     if "workflowExecutionData" in wanted:
         query = query.options(selectinload(WorkflowExecution.execution_data))
     return query
@@ -138,7 +138,7 @@ def with_options(query, args: dict):
 
 # Transient attributes ``include`` sets on the instances for ExecutionSchema to dump.
 INCLUDED_ATTRIBUTES = ("included_workflow", "included_data", "workflow_approvals_count",
-                       "pending_workflow_approvals_count", "parent_uuid")
+                       "pending_workflow_approvals_count")
 
 
 def include(user: User, executions: list[WorkflowExecution], args: dict) -> list[WorkflowExecution]:
@@ -152,10 +152,11 @@ def include(user: User, executions: list[WorkflowExecution], args: dict) -> list
     if "workflow" in wanted:
         annotate_workflows(user, list({e.workflow.id: e.workflow for e in executions}.values()))
         for execution in executions:
-            execution.included_workflow = dump_included_workflow(execution.workflow)
+            execution.included_workflow = execution.workflow
     if "workflowExecutionData" in wanted:
         for execution in executions:
-            execution.included_data = dump_included_data(execution.execution_data)
+            data = execution.execution_data
+            execution.included_data = [data] if data is not None else []
     if counts:
         ids = [e.id for e in executions]
         rows = db.session.execute(
@@ -169,12 +170,6 @@ def include(user: User, executions: list[WorkflowExecution], args: dict) -> list
                 execution.workflow_approvals_count = sum(mine.values())
             if "pendingWorkflowApprovals" in counts:
                 execution.pending_workflow_approvals_count = mine.get("pending", 0)
-    parents = {e.parent_execution_id for e in executions if e.parent_execution_id}
-    if parents:
-        uuids = dict(db.session.execute(
-            select(WorkflowExecution.id, WorkflowExecution.uuid).where(WorkflowExecution.id.in_(parents))).all())
-        for execution in executions:
-            execution.parent_uuid = uuids.get(execution.parent_execution_id)
     return executions
 
 
@@ -183,7 +178,7 @@ def count(user: User, args: dict) -> int:
         message = "workspace_uuid or multiplai_id is required."
         abort(422, message=message, errors={"workspace_uuid": [message]})
     if args.get("workspace_uuid"):
-        workspace_ids = [get_workspace(user, args["workspace_uuid"]).id]
+        workspace_ids = member_workspace_id_list(user, args["workspace_uuid"])
     else:
         workspace_ids = list(db.session.execute(_organization_workspaces(user, args["multiplai_id"])).scalars())
     query = select(func.count()).select_from(WorkflowExecution).where(*_scope(user, workspace_ids, []))

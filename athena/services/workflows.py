@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from athena.crypto import decrypt, encrypt
 from athena.engine import Graph, GraphValidationError
 from athena.extensions import db
-from athena.models import IN_PROGRESS_STATUSES, User, Workflow, WorkflowExecution, WorkflowFavorite
+from athena.models import COUNTER_BUCKETS, User, Workflow, WorkflowExecution, WorkflowFavorite
 from athena.services import schedules
 from athena.services.access import get_workspace, like_pattern, visible_workflows
 from athena.services.webhook_auth import encrypt_secret
@@ -151,7 +151,8 @@ def list_query(user: User, args: dict):
 
 
 def annotate(user: User, workflows: list[Workflow]) -> list[Workflow]:
-    """Set is_owner, is_favorite and the four executions_*_count with two grouped queries."""
+    """Set is_owner, is_favorite and executions_count with its buckets (COUNTER_BUCKETS) with two
+    grouped queries."""
     if not workflows:
         return workflows
     ids = [w.id for w in workflows]
@@ -163,24 +164,19 @@ def annotate(user: User, workflows: list[Workflow]) -> list[Workflow]:
         ).scalars()
     )
     status = WorkflowExecution.status
+    buckets = [func.sum(case((status.in_(statuses), 1), else_=0)) for statuses in COUNTER_BUCKETS.values()]
     rows = db.session.execute(
-        select(
-            WorkflowExecution.workflow_id,
-            func.count(),
-            func.sum(case((status.in_(IN_PROGRESS_STATUSES), 1), else_=0)),
-            func.sum(case((status == "paused", 1), else_=0)),
-            func.sum(case((status == "completed", 1), else_=0)),
-        )
+        select(WorkflowExecution.workflow_id, func.count(), *buckets)
         .where(WorkflowExecution.workflow_id.in_(ids), WorkflowExecution.deleted_at.is_(None))
         .group_by(WorkflowExecution.workflow_id)
     ).all()
     counts = {row[0]: row[1:] for row in rows}
+    none = (0,) * (1 + len(COUNTER_BUCKETS))
     for workflow in workflows:
-        total, in_progress, review, completed = counts.get(workflow.id, (0, 0, 0, 0))
+        total, *in_buckets = counts.get(workflow.id, none)
         workflow.is_owner = workflow.user_id == user.id
         workflow.is_favorite = workflow.id in favorites
         workflow.executions_count = int(total or 0)
-        workflow.executions_in_progress_count = int(in_progress or 0)
-        workflow.executions_for_review_count = int(review or 0)
-        workflow.executions_completed_count = int(completed or 0)
+        for bucket, count in zip(COUNTER_BUCKETS, in_buckets):
+            setattr(workflow, f"executions_{bucket}_count", int(count or 0))
     return workflows

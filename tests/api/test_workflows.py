@@ -23,9 +23,12 @@ DOCUMENTED_FIELDS = {
     "executions_count", "executions_in_progress_count", "executions_for_review_count",
     "executions_completed_count",
 }
-FIELDS = DOCUMENTED_FIELDS | {"nodes", "edges", "variables", "has_webhook_secret"}
-COUNTERS = ("executions_count", "executions_in_progress_count", "executions_for_review_count",
-            "executions_completed_count")
+# Athena adds the two buckets that make the counters a partition (executions_count = their sum).
+FIELDS = DOCUMENTED_FIELDS | {"nodes", "edges", "variables", "has_webhook_secret", "executions_failed_count",
+                              "executions_cancelled_count"}
+BUCKETS = ("executions_in_progress_count", "executions_for_review_count", "executions_completed_count",
+           "executions_failed_count", "executions_cancelled_count")
+COUNTERS = ("executions_count", *BUCKETS)
 
 
 def _team():
@@ -56,7 +59,7 @@ def test_create_returns_the_documented_resource(client):
     assert (data["name"], data["description"], data["visibility"]) == ("Onboarding", "New customers", "private")
     assert (data["user_id"], data["workspace_id"]) == (owner.id, workspace.id)
     assert data["is_owner"] is True and data["is_favorite"] is False and data["is_active"] is True
-    assert [data[c] for c in COUNTERS] == [0, 0, 0, 0]
+    assert [data[c] for c in COUNTERS] == [0] * len(COUNTERS)
     assert [n["id"] for n in data["nodes"]] == ["start", "n1", "n2"]
     assert data["edges"] == edges and data["variables"] == {"region": "eu"}
     assert data["has_webhook_secret"] is False and data["deleted_at"] is None
@@ -289,18 +292,30 @@ def _execution(workflow, status: str, **kw) -> WorkflowExecution:
     return row
 
 
-def test_execution_counters(client):
+def test_execution_counters_partition_every_status(client):
+    """Each of the seven statuses counts in exactly one bucket, and the buckets add up to
+    executions_count: in progress = pending, running, waiting; for review = paused (awaiting a
+    human); completed; failed; cancelled."""
     owner, *_, workspace = _team()
     busy, idle = make_workflow(workspace, owner, name="busy"), make_workflow(workspace, owner, name="idle")
-    for status in ("running", "pending", "completed", "completed", "failed"):
-        _execution(busy, status)
-    _execution(busy, "completed", deleted_at=utcnow())  # deleted executions don't count
+    seeded = {"pending": 1, "running": 2, "waiting": 3, "paused": 4, "completed": 5, "failed": 6, "cancelled": 7}
+    for status, times in seeded.items():
+        for _ in range(times):
+            _execution(busy, status)
+        _execution(busy, status, deleted_at=utcnow())  # deleted executions don't count
     db.session.commit()
     listed = {w["name"]: w for w in client.get(BASE, headers=headers_for(owner)).json["data"]}
     assert listed["idle"] == {**listed["idle"], **dict.fromkeys(COUNTERS, 0)}
     busy_data = listed["busy"]
-    assert (busy_data["executions_count"], busy_data["executions_in_progress_count"],
-            busy_data["executions_completed_count"]) == (5, 2, 2)
+    assert {key: busy_data[key] for key in COUNTERS} == {
+        "executions_count": 28,
+        "executions_in_progress_count": 1 + 2 + 3,
+        "executions_for_review_count": 4,
+        "executions_completed_count": 5,
+        "executions_failed_count": 6,
+        "executions_cancelled_count": 7,
+    }
+    assert sum(busy_data[key] for key in BUCKETS) == busy_data["executions_count"]
     assert client.get(f"{BASE}/{busy.uuid}", headers=headers_for(owner)).json["data"] == busy_data
 
 

@@ -156,7 +156,7 @@ def seed() -> Seed:
             workflow_data=[{"node_id": "start", "type": "manual", "status": "success", "output": input_,
                             "error": None, "handle": None, "started_at": iso(created_at),
                             "stopped_at": iso(created_at), "attempts": 1}],
-            meta={"running_node": None, "execution_time": 1.5, "processed_count": 1, "error_count": 0,
+            meta={"running_node": None, "execution_time": 1500, "processed_count": 1, "error_count": 0,
                   "retry_count": 0},
             data={"nodes": workflows[wf].nodes, "edges": workflows[wf].edges, "variables": {}},
         ))

@@ -62,13 +62,14 @@ def check_workflow_execution_counters(client, seed):
         data = response.json["data"]
         rows = [r for r in seed.rows if r.workflow == key and not r.deleted]
         assert data["executions_count"] == len(rows), key
-        assert data["executions_in_progress_count"] == len(
-            [r for r in rows if r.status in ("pending", "running", "waiting", "paused")]), key
-        assert data["executions_for_review_count"] == len([r for r in rows if r.status == "paused"]), key
-        assert data["executions_completed_count"] == len([r for r in rows if r.status == "completed"]), key
+        buckets = {"in_progress": ("pending", "running", "waiting"), "for_review": ("paused",),
+                   "completed": ("completed",), "failed": ("failed",), "cancelled": ("cancelled",)}
+        for bucket, statuses in buckets.items():
+            assert data[f"executions_{bucket}_count"] == len([r for r in rows if r.status in statuses]), key
+        assert sum(data[f"executions_{bucket}_count"] for bucket in buckets) == data["executions_count"], key
     wf2 = client.get(f"/api/v1/workflows/{seed.workflows['wf2'].uuid}", headers=seed.headers).json["data"]
     assert (wf2["executions_count"], wf2["executions_in_progress_count"], wf2["executions_for_review_count"],
-            wf2["executions_completed_count"]) == (3, 2, 2, 1)
+            wf2["executions_completed_count"]) == (3, 0, 2, 1)
     wf1 = client.get(f"/api/v1/workflows/{seed.workflows['wf1'].uuid}", headers=seed.headers).json["data"]
     # e11 is soft-deleted and not counted
     assert (wf1["executions_count"], wf1["executions_in_progress_count"], wf1["executions_for_review_count"],

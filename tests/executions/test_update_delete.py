@@ -154,3 +154,25 @@ def _delete_permissions(client, scene):
     assert client.delete(f"{URL}/{execution.uuid}", headers=headers_for(scene["stranger"])).status_code == 404
     assert _snapshot(execution.id)["deleted_at"] is None
     assert client.delete(f"{URL}/{execution.uuid}").status_code == 401
+
+
+def test_every_answer_names_the_parent(client, scene):
+    """parent_execution_uuid is the parent's uuid in GET, PUT, PATCH and the stop answer alike."""
+    parent = _row(scene["workflow"], scene["owner"], "waiting")
+    child = _row(scene["workflow"], scene["owner"], "running")
+    child.parent_execution_id, child.mode = parent.id, "child"
+    db.session.commit()
+    child_uuid, parent_uuid = child.uuid, parent.uuid
+    answers = {
+        "GET": client.get(f"{URL}/{child_uuid}", headers=scene["headers"]),
+        "PUT": client.put(f"{URL}/{child_uuid}", json={"requires_human_review": True}, headers=scene["headers"]),
+        "PATCH": client.patch(f"{URL}/{child_uuid}", json={"has_command_room_task": True}, headers=scene["headers"]),
+        "stop": client.post(f"{URL}/{child_uuid}/stop", headers=scene["headers"]),
+    }
+    for name, response in answers.items():
+        assert response.status_code == 200, (name, response.json)
+        assert response.json["data"]["parent_execution_uuid"] == parent_uuid, name
+    assert answers["stop"].json["data"]["status"] == "cancelled"
+    listed = client.get(f"{URL}?workflow_uuid={scene['workflow'].uuid}", headers=scene["headers"]).json["data"]
+    assert {row["uuid"]: row["parent_execution_uuid"] for row in listed} == {child_uuid: parent_uuid,
+                                                                            parent_uuid: None}

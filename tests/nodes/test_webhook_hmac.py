@@ -6,6 +6,7 @@ import hmac
 import json
 import secrets
 import time
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -94,8 +95,11 @@ def test_bad_stale_future_or_missing_signatures_are_401(client, scene):
         assert response.status_code == 401, (name, response.json)
         assert response.json["message"], name
     # a signature for another workflow / an unknown one / a workflow without a secret
-    unknown = client.post("/api/v1/workflows/no-such-workflow/webhook", data=body, headers=sign(scene["secret"], body))
+    unknown = client.post(f"/api/v1/workflows/{uuid.uuid4()}/webhook", data=body, headers=sign(scene["secret"], body))
     assert unknown.status_code == 401
+    # not a uuid: no such route (a 404 that says nothing about any workflow)
+    malformed = client.post("/api/v1/workflows/no-such-workflow/webhook", data=body, headers=sign(scene["secret"], body))
+    assert malformed.status_code == 404 and malformed.is_json
     nodes, edges = webhook_graph()
     plain = make_workflow(scene["workspace"], scene["owner"], nodes=nodes, edges=edges)
     assert client.post(hook_url(plain), data=body, headers=sign(scene["secret"], body)).status_code == 401
