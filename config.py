@@ -69,6 +69,11 @@ class Config:
     MAX_NODES_PER_WORKFLOW = _env_int("ATHENA_MAX_NODES", 500)
     EXECUTION_MAX_STEPS = _env_int("ATHENA_EXECUTION_MAX_STEPS", 10_000)
     EXECUTION_MAX_DURATION = _env_float("ATHENA_EXECUTION_MAX_DURATION", 3600.0)
+    # One evaluation of an expression or template (athena/engine/budget.py): loop iterations and
+    # range() items; characters/items of one value it builds; characters/items built in total.
+    EXPRESSION_MAX_ITERATIONS = _env_int("ATHENA_EXPRESSION_MAX_ITERATIONS", 1_000_000)
+    EXPRESSION_MAX_VALUE_SIZE = _env_int("ATHENA_EXPRESSION_MAX_VALUE_SIZE", 1_000_000)
+    EXPRESSION_MAX_BUILT = _env_int("ATHENA_EXPRESSION_MAX_BUILT", 10_000_000)
     WEBHOOK_WAIT_TIMEOUT = _env_float("ATHENA_WEBHOOK_WAIT_TIMEOUT", 30.0)
     # A webhook call with ?wait=true whose workflow has only pure nodes (set, transform, switch...)
     # and at most this many runs in the API process (athena/services/inline.py); 0 = never.

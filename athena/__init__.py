@@ -70,11 +70,15 @@ def create_app(config_object: object | str | None = None) -> Flask:
     }
 
     from athena import admin, cli, models, realtime  # noqa: F401  (models register their tables)
+    from athena.engine import budget
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
     from athena.urlconverters import UuidString, uuid_parameter_schema
 
     app.url_map.converters["uuid"] = UuidString
+    budget.configure(max_iterations=app.config["EXPRESSION_MAX_ITERATIONS"],
+                     max_value_size=app.config["EXPRESSION_MAX_VALUE_SIZE"],
+                     max_built=app.config["EXPRESSION_MAX_BUILT"])
     _queue_sqlite_writers(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))

@@ -17,7 +17,8 @@ from jinja2 import TemplateSyntaxError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
 
 from athena.engine.errors import ExpressionError
-from athena.engine.sandbox import BoundedSandbox, LimitError, end_budget, start_budget
+from athena.engine.budget import LIMITS, LimitError, end_budget, start_budget, weight
+from athena.engine.sandbox import BoundedSandbox
 
 __all__ = ["Evaluator", "ExpressionError", "contains_expression", "default_evaluator",
            "evaluate", "is_truthy"]
@@ -130,7 +131,12 @@ def _run_expression(expr: Any, scope: Mapping[str, Any]) -> Any:
         str(value)  # StrictUndefined raises UndefinedError with a useful message
         raise UndefinedError("undefined value")
     if isinstance(value, _LISTIFY):
-        return list(value)
+        value = list(value)
+    if isinstance(value, (dict, list, tuple)) and weight(value, LIMITS.max_built) > LIMITS.max_built:
+        # what the run would store and send: a value made of shared parts can stand for far more
+        # than it occupies ([x, x] doubled 40 times)
+        raise LimitError(f"the value stands for more than {LIMITS.max_built} characters/items "
+                         "(ATHENA_EXPRESSION_MAX_BUILT)")
     return value
 
 

@@ -19,6 +19,7 @@ from athena.engine.events import (
 )
 from athena.engine.expressions import Evaluator, default_evaluator
 from athena.engine.frames import HANDOFF, STOPPED, Frame, Halt, active_inputs, make_entry
+from athena.engine.budget import node_deadline
 from athena.engine.graph import Graph
 from athena.engine.loop import run_loop
 from athena.engine.nodes.base import Iterate, NodeResult, NodeType, Suspend
@@ -202,7 +203,9 @@ class Runner:
                                    attempts, self.evaluator)
             result, error, retryable = None, None, True
             try:
-                result = node_type.run(node_ctx)
+                with node_deadline(self._run_time_left(), self._run_time_message()), \
+                        node_deadline(settings.timeout, _timeout_message(node_id, settings.timeout)):
+                    result = node_type.run(node_ctx)
             except StopRequested:
                 return None
             except NodeError as exc:
@@ -216,6 +219,20 @@ class Runner:
                 self.ctx.sleep(delay)
             if self.stop_requested(frame):
                 return None
+
+
+    def _run_time_left(self) -> float | None:
+        """Seconds left of the run's maximum duration (None: no maximum)."""
+        if self.began is None or self.ctx.max_duration is None:
+            return None
+        return self.ctx.max_duration - (self.ctx.now() - self.began).total_seconds()
+
+    def _run_time_message(self) -> str:
+        return f"time limit exceeded: run took longer than {self.ctx.max_duration} seconds"
+
+
+def _timeout_message(node_id: str, timeout: float | None) -> str:
+    return f"node '{node_id}' timed out: its settings.timeout of {timeout:g} seconds passed" if timeout else ""
 
 
 def final_output(graph: Graph, state: RunState) -> dict[str, Any]:
