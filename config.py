@@ -63,6 +63,12 @@ class Config:
     # Auth
     SESSION_TOKEN_TTL_SECONDS = _env_int("ATHENA_SESSION_TOKEN_TTL", 7 * 24 * 3600)
     APP_TOKEN_TTL_SECONDS = _env_int("ATHENA_APP_TOKEN_TTL", 0)  # 0 = never expires
+    # Failed credential checks (sign-in, HTTP Basic on GET /user) per account (normalised email)
+    # and per client address (remote_addr; IPv6 by /64), fixed windows in Redis
+    # (athena/services/credential_limits.py); past a limit, 429 before any argon2 work. 0 disables.
+    AUTH_FAILURE_LIMIT_PER_ACCOUNT = _env_int("ATHENA_AUTH_FAILURE_LIMIT_ACCOUNT", 10)
+    AUTH_FAILURE_LIMIT_PER_ADDRESS = _env_int("ATHENA_AUTH_FAILURE_LIMIT_ADDRESS", 50)
+    AUTH_FAILURE_WINDOW_SECONDS = _env_float("ATHENA_AUTH_FAILURE_WINDOW", 300.0)
 
     # Limits
     MAX_CONTENT_LENGTH = _env_int("ATHENA_MAX_BODY_BYTES", 2 * 1024 * 1024)
@@ -149,6 +155,12 @@ class TestConfig(Config):
     )
     REDIS_URL = _env("ATHENA_TEST_REDIS_URL")
     SESSION_TOKEN_TTL_SECONDS = 3600
+    # Every test client is 127.0.0.1 and test runs share one Redis, where fuzzing signs in with
+    # random credentials by the dozen: the credential limits stay on (every sign-in still goes
+    # through the counters) but out of reach here. Their own tests set the values they exercise
+    # (tests/security/test_credential_rate_limit.py: config.Config's defaults, and explicit ones).
+    AUTH_FAILURE_LIMIT_PER_ACCOUNT = 100_000
+    AUTH_FAILURE_LIMIT_PER_ADDRESS = 100_000
     WS_PING_SECONDS = 1.0
     # Tests never reach a real LLM provider: they point these at the local fake server.
     OPENAI_API_KEY = None

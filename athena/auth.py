@@ -27,6 +27,7 @@ from sqlalchemy.orm import joinedload
 
 from athena.extensions import db
 from athena.models import ApiToken, User
+from athena.services.credential_limits import begin_attempt
 from athena.timeutil import utcnow
 
 _hasher = PasswordHasher()
@@ -121,7 +122,9 @@ def user_by_email(email: str) -> User | None:
 
 def _basic_user(value: str) -> User | None:
     """The user of ``Basic base64(email:secret)``: the secret is one of the user's live app
-    tokens, or their password."""
+    tokens, or their password. A password check is rate limited like sign-in (429 before argon2,
+    athena/services/credential_limits.py); an app token is not a password check (a SHA-256
+    lookup of 32 random bytes, nothing to guess), so it still works while the account is locked."""
     try:
         email, _, secret = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
@@ -132,7 +135,11 @@ def _basic_user(value: str) -> User | None:
     found = user_for_token(secret)
     if found is not None and user is not None and found[1].kind == "app" and found[0].id == user.id:
         return user
-    return user if verify_password(user, secret) else None
+    attempt = begin_attempt(email)
+    if not verify_password(user, secret):
+        return None
+    attempt.succeeded()
+    return user
 
 
 def _presented(allow_basic: bool) -> list[tuple[User, ApiToken | None] | None]:

@@ -18,11 +18,11 @@ from athena.services import executions as service
 from athena.services import inline
 from athena.services.access import get_workflow
 from athena.services.rate_limit import enforce_webhook_limit
-from athena.services.webhook_auth import webhook_caller
+from athena.services.webhook_auth import claim_signature, webhook_caller
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/workflows", description="Webhook triggers")
 
-# Credentials never become workflow data (a signature could be replayed within its 5 minutes).
+# Credentials never become workflow data (an execution's data is readable by workspace members).
 HIDDEN_HEADERS = frozenset({"authorization", "x-multiplai-authorization", "cookie", "proxy-authorization",
                             "x-athena-signature"})
 
@@ -83,6 +83,9 @@ class WorkflowWebhook(MethodView):
     @blp.arguments(WebhookArgsSchema, location="query")
     @blp.response(202, envelope(ExecutionSchema))
     @blp.alt_response(200, schema=envelope(ExecutionSchema), description="With wait=true, the finished execution")
+    @blp.alt_response(409, schema=ErrorSchema, description="The workflow is inactive; or, for a signed call, "
+                      "this signature was already accepted (a replay: each X-Athena-Signature is accepted once, "
+                      "re-sign with a new X-Athena-Timestamp to send again). Nothing is created.")
     @blp.alt_response(429, schema=ErrorSchema, description="Too many calls for this workflow in the rate "
                       "window (ATHENA_WEBHOOK_RATE_LIMIT per ATHENA_WEBHOOK_RATE_WINDOW); Retry-After says when "
                       "to try again (seconds). Nothing is created.",
@@ -105,6 +108,7 @@ class WorkflowWebhook(MethodView):
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
         enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
+        claim_signature()  # a signed call's signature, once: after the 409/429 above, so they don't use it up
         if args["wait"] and inline.eligible(workflow):
             execution = inline.run_inline_if_free(workflow, current_user(), mode="webhook", input=webhook_payload())
             if execution is not None:

@@ -1,4 +1,6 @@
-"""Per-workflow webhook rate limit: a fixed-window counter in Redis.
+"""Fixed-window counters in Redis (``hit``/``release``), and the per-workflow webhook rate limit.
+
+The counters are also used by :mod:`athena.services.credential_limits` (failed sign-ins).
 
 One key per workflow (``athena:ratelimit:webhook:<workflow uuid>``). A small Lua script does
 ``INCR`` and, on the first hit of a window, ``PEXPIRE`` atomically, and returns the count and the
@@ -35,6 +37,15 @@ end
 return {count, ttl}
 """
 
+# KEYS[1] = counter. Takes back one hit, without ever recreating an expired counter (it would
+# then have no TTL).
+_RELEASE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -50,12 +61,23 @@ def rate_key(workflow_uuid: str) -> str:
 
 def hit(workflow_uuid: str, limit: int, window_seconds: float) -> Decision:
     """Count one request for ``workflow_uuid``; ``allowed`` is False past ``limit`` in the window."""
+    return hit_key(rate_key(workflow_uuid), limit, window_seconds)
+
+
+def hit_key(key: str, limit: int, window_seconds: float) -> Decision:
+    """Count one hit on the counter ``key``; ``allowed`` is False past ``limit`` in its window.
+    Hits past the limit are counted too, but never lengthen the window (it is set by the first)."""
     window_ms = max(1, int(window_seconds * 1000))
-    count, remaining_ms = get_redis().eval(_HIT, 1, rate_key(workflow_uuid), window_ms)
+    count, remaining_ms = get_redis().eval(_HIT, 1, key, window_ms)
     count, remaining_ms = int(count), int(remaining_ms)
     if count <= limit:
         return Decision(True, count, limit, 0)
     return Decision(False, count, limit, max(1, math.ceil(remaining_ms / 1000)))
+
+
+def release(key: str) -> None:
+    """Take back one hit of ``key`` (a counted attempt that turned out not to count)."""
+    get_redis().eval(_RELEASE, 1, key)
 
 
 def enforce_webhook_limit(workflow_uuid: str) -> None:

@@ -6,6 +6,11 @@ timestamp must be within ``WEBHOOK_SIGNATURE_TOLERANCE_SECONDS`` (5 min) of now,
 A signed request acts as the workflow's owner. A token, when present, always takes the
 token path (so members can still trigger by hand; an invalid token is a 401 even if signed).
 
+Each signature is accepted once: the first call admitted with it (after the inactive check and
+the webhook rate limit) claims it in Redis (``SET athena:webhook:signature:<hex> NX PX ...``)
+until its timestamp is no longer fresh; the same signature again, whatever the query string or
+workflow, is a 409 (a client retrying must re-sign with a new timestamp).
+
 Secrets are stored encrypted (:mod:`athena.crypto`): HMAC needs the secret itself, so it
 cannot be hashed."""
 from __future__ import annotations
@@ -13,24 +18,35 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, g, request
 from flask_smorest import abort
+from redis import RedisError
 from sqlalchemy import select
 
 from athena.crypto import decrypt, encrypt
 from athena.auth import UNAUTHENTICATED, authenticate, token_from_request
 from athena.extensions import db
 from athena.models import User, Workflow, Workspace
+from athena.redis_client import RedisNotConfigured, get_redis
 
 TIMESTAMP_HEADER = "X-Athena-Timestamp"
 SIGNATURE_HEADER = "X-Athena-Signature"
 BAD_SIGNATURE = "Invalid webhook signature."
 STALE = "The webhook timestamp is missing, malformed, or more than the allowed tolerance from now."
+REPLAYED = ("This signed webhook request was already accepted: each signature is accepted once "
+            "(a replay). Sign the request again with a new X-Athena-Timestamp.")
+REPLAY_UNCHECKED = "Cannot check this signed webhook request against replays right now; retry shortly."
+SEEN_PREFIX = "athena:webhook:signature"
+# A claimed signature is kept this long after its timestamp stops being fresh: web nodes' clocks
+# may differ a little, and one that runs behind would accept the timestamp a little longer.
+CLOCK_SKEW_SECONDS = 60
 _DUMMY_SECRET = b"athena-no-such-webhook-secret"
+log = logging.getLogger(__name__)
 
 
 # The column stores the secret encrypted (athena/crypto.py): HMAC needs the secret itself.
@@ -78,7 +94,38 @@ def verify_signed_request(uuid: str, *, now: float | None = None) -> tuple[Workf
     owner = db.session.get(User, workflow.user_id)
     if owner is None:
         abort(401, message=BAD_SIGNATURE)
+    g.webhook_signature = (expected[len("sha256="):], int(timestamp.strip()))  # claimed once admitted
     return workflow, owner
+
+
+def seen_key(signature_hex: str) -> str:
+    return f"{SEEN_PREFIX}:{signature_hex}"
+
+
+def claim_signature() -> None:
+    """For a verified signed call (nothing otherwise): remember its signature until its timestamp
+    is stale; 409 when it was already claimed (a replay).
+
+    Fails closed: if Redis cannot be reached the call is refused with 503 rather than accepted
+    unchecked. A replay let through is an execution run twice on an attacker's say-so; a 503 only
+    asks the sender to retry, and webhook senders retry on 5xx. (The webhook rate limit fails
+    open instead: there the worst case is extra load, not a duplicated action.)"""
+    pending = g.get("webhook_signature")
+    if pending is None:
+        return
+    signature_hex, timestamp = pending
+    tolerance = float(current_app.config["WEBHOOK_SIGNATURE_TOLERANCE_SECONDS"])
+    fresh_until = timestamp + tolerance + CLOCK_SKEW_SECONDS
+    ttl_ms = max(1000, int((fresh_until - time.time()) * 1000))
+    try:
+        claimed = get_redis().set(seen_key(signature_hex), "1", nx=True, px=ttl_ms)
+    except (RedisError, RedisNotConfigured):
+        log.warning("signed webhook: Redis unavailable, refusing the call (replays cannot be checked)",
+                    exc_info=True)
+        abort(503, message=REPLAY_UNCHECKED)
+    if not claimed:
+        abort(409, message=REPLAYED)
+    g.webhook_signature = None
 
 
 def webhook_caller(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,7 +133,7 @@ def webhook_caller(view: Callable[..., Any]) -> Callable[..., Any]:
     ``g.signed_workflow``). Runs before argument parsing, like ``login_required``."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.signed_workflow = None
+        g.signed_workflow = g.webhook_signature = None
         if token_from_request():
             authenticate()
         else:
