@@ -11,10 +11,10 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run          API + worker + embedded Redis (python -m athena.devserver)"
-	@echo "make test         fast tests (-m 'not slow'); PYTEST_ARGS='-k name' to filter"
+	@echo "make test         fast tests (-m 'not slow and not fuzz'); PYTEST_ARGS='-k name' to filter"
 	@echo "make test-slow    slow tests only (-m slow)"
-	@echo "make test-all     every test"
-	@echo "make fuzz         schemathesis API fuzzing (tests/test_schemathesis.py)"
+	@echo "make test-all     every test (the fuzzing too)"
+	@echo "make fuzz         schemathesis against a live server (tests/fuzz, marker fuzz)"
 	@echo "make migrate      flask --app wsgi db upgrade"
 	@echo "make worker       one more RQ worker (default: the Redis of 'make run')"
 	@echo "make bench        benchmarks (bench/run.py); bench-peers compares with peers"
@@ -31,7 +31,7 @@ run: $(STAMP)
 	$(VENV_PY) -m athena.devserver
 
 test: $(STAMP)
-	$(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -q -m "not slow and not fuzz" $(PYTEST_ARGS)
 
 # pytest exits 5 when nothing is selected: that is not a failure here.
 test-slow: $(STAMP)
@@ -41,10 +41,9 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 
+# Once per CI run (.ci/run), not in each database pass of `make test`; -s shows its summary line.
 fuzz: $(STAMP)
-	@if [ -f tests/test_schemathesis.py ]; then \
-		$(VENV_PY) -m pytest -q tests/test_schemathesis.py $(PYTEST_ARGS); \
-	else echo "make fuzz: tests/test_schemathesis.py not found, nothing to fuzz"; fi
+	$(VENV_PY) -m pytest -q -s -m fuzz tests/fuzz $(PYTEST_ARGS)
 
 migrate: $(STAMP)
 	$(VENV_PY) -m flask --app wsgi db upgrade

@@ -43,11 +43,57 @@ def _database_url(default: str) -> str:
     return url
 
 
+# The development default below and every key the repository ships or documents as an example:
+# ATHENA_ENV=production refuses to start with one of these (see ProductionConfig).
+DEV_SECRET_KEY = "dev-insecure-change-me"
+SHIPPED_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me"})
+MIN_SECRET_KEY_BYTES = 32
+MAKE_A_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+class InsecureSecretKey(RuntimeError):
+    """ATHENA_ENV=production with a SECRET_KEY that is missing, too short or a shipped default."""
+
+
+def check_secret_key(key: object) -> None:
+    """Raise :class:`InsecureSecretKey` unless ``key`` is fit for production: set, at least
+    ``MIN_SECRET_KEY_BYTES`` bytes (UTF-8) and not one of ``SHIPPED_SECRET_KEYS``."""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else ("" if key is None else str(key))
+    if not text:
+        problem = "SECRET_KEY is not set"
+    elif text.strip().lower() in SHIPPED_SECRET_KEYS:
+        problem = f"SECRET_KEY is {text!r}, a default shipped with Athena"
+    elif len(text.encode()) < MIN_SECRET_KEY_BYTES:
+        problem = f"SECRET_KEY is {len(text.encode())} bytes long, shorter than {MIN_SECRET_KEY_BYTES}"
+    else:
+        return
+    raise InsecureSecretKey(
+        f"ATHENA_ENV=production refuses to start: {problem}. Generate a key with\n"
+        f"    {MAKE_A_SECRET_KEY}\n"
+        "and set it as SECRET_KEY in the environment. If secrets were already stored under an older "
+        "key, list that key in SECRET_KEY_FALLBACKS (comma-separated) so they stay readable, then run "
+        "`flask --app wsgi secrets rotate` (docs/deployment.md, \"Secret key and rotation\")."
+    )
+
+
+class _ProductionSecretKeyCheck:
+    """``app.config.from_object`` reads every upper-case attribute of the config class, so reading
+    this one (``SECRET_KEY_CHECKED``) runs :func:`check_secret_key` on the class's ``SECRET_KEY``:
+    ``create_app()`` raises before the app exists (subclasses included)."""
+
+    def __get__(self, instance: object, owner: type) -> bool:
+        check_secret_key(getattr(instance if instance is not None else owner, "SECRET_KEY", None))
+        return True
+
+
 class Config:
     """Defaults for `make run` on one machine."""
 
     ENV_NAME = "development"
-    SECRET_KEY = _env("SECRET_KEY", "dev-insecure-change-me")
+    SECRET_KEY = _env("SECRET_KEY", DEV_SECRET_KEY)
+    # Older keys, still used to read secrets stored under them (athena/crypto.py) and, as Flask
+    # 3.1 does, to verify signed sessions; never to write. Comma-separated in the environment.
+    SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS")
     SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'athena.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     # Empty means: use the embedded Redis started by `make run` (see athena/embedded_redis.py).
@@ -145,6 +191,8 @@ class Config:
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    SECRET_KEY = _env("SECRET_KEY")  # no default: check_secret_key refuses a missing key
+    SECRET_KEY_CHECKED = _ProductionSecretKeyCheck()
 
 
 class TestConfig(Config):

@@ -63,19 +63,138 @@ def create_token(email: str, name: str) -> None:
     click.echo(clear)
 
 
+secrets_cli = AppGroup("secrets", help="Manage stored secrets (webhook secrets, secret workflow variables).")
+ROTATE_BATCH = 200
+
+
+@secrets_cli.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Only count and check; write nothing.")
+def rotate_secrets(dry_run: bool) -> None:
+    """Re-encrypt every stored secret under the current SECRET_KEY.
+
+    Values stored under a key of SECRET_KEY_FALLBACKS (or in clear, from before encryption) are
+    rewritten under SECRET_KEY; values already under it are left as they are, so running it
+    again changes nothing. Exits 1, naming them, if some value no configured key decrypts (the
+    others are still re-encrypted)."""
+    from athena.crypto import UndecryptableSecret, configured_keys, rotate
+    from athena.extensions import db
+    from athena.models import Workflow
+
+    counts = {"rotated": 0, "current": 0}
+    unreadable: list[str] = []
+
+    def rotated(stored: str, what: str) -> str:
+        try:
+            new = rotate(stored, what)
+        except UndecryptableSecret:
+            unreadable.append(what)
+            return stored
+        counts["rotated" if new != stored else "current"] += 1
+        return new
+
+    ids = db.session.execute(select(Workflow.id).order_by(Workflow.id)).scalars().all()
+    for start in range(0, len(ids), ROTATE_BATCH):
+        # Locked (PostgreSQL) so that an edit made meanwhile is not overwritten.
+        chunk = db.session.execute(select(Workflow).where(Workflow.id.in_(ids[start:start + ROTATE_BATCH]))
+                                   .order_by(Workflow.id).with_for_update()).scalars().all()
+        for workflow in chunk:
+            label = f"workflow {workflow.uuid} ({workflow.name!r})"
+            if workflow.webhook_secret:
+                new = rotated(workflow.webhook_secret, f"{label}: webhook_secret")
+                if new != workflow.webhook_secret:
+                    workflow.webhook_secret = new
+            variables = dict(workflow.variables or {})
+            changed = False
+            for name, value in variables.items():
+                if isinstance(value, dict) and value.get("secret") and value.get("value"):
+                    new = rotated(value["value"], f"{label}: variables.{name}")
+                    if new != value["value"]:
+                        variables[name], changed = {**value, "value": new}, True
+            if changed:
+                workflow.variables = variables  # a new dict: the JSON column sees the change
+        if dry_run:
+            db.session.rollback()
+        else:
+            db.session.commit()
+
+    fallbacks = len(configured_keys()) - 1
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    click.echo(f"secrets: {verb} {counts['rotated']} under SECRET_KEY, {counts['current']} already under it, "
+               f"{len(unreadable)} undecryptable (keys: SECRET_KEY + {fallbacks} in SECRET_KEY_FALLBACKS)")
+    if unreadable:
+        raise click.ClickException(
+            f"{len(unreadable)} stored secret(s) cannot be decrypted with SECRET_KEY or SECRET_KEY_FALLBACKS:\n  "
+            + "\n  ".join(unreadable)
+            + "\nAdd the key they were stored under to SECRET_KEY_FALLBACKS and run this again, "
+              "or set those secrets again through the API.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(secrets_cli)
+
+
+FLASK = "flask --app wsgi"
+OTHER_FLASK_COMMANDS = [("db upgrade", "Apply the database migrations (make run does it at startup).")]
+HELP_FLAGS = ("-h", "--help", "help")
+
+
+def _app_commands() -> list[tuple[str, str]]:
+    """``(group command, one-line help)`` of every command group of this module, in order."""
+    found = []
+    for group in [value for value in globals().values() if isinstance(value, AppGroup)]:
+        for name, command in group.commands.items():
+            found.append((f"{group.name} {name}", command.get_short_help_str(limit=70)))
+    return found + OTHER_FLASK_COMMANDS
+
+
+def usage() -> str:
+    commands = "\n".join(f"  {name:<18}{text}" for name, text in _app_commands())
+    return f"""usage: python -m athena.cli <command> [arguments]
+       python -m athena.cli <command> --help      (a command's options)
+
+Commands:
+  watch             Follow an execution's events as they happen, then print its final output
+                    (or, with --workspace, every execution of a workspace). The server is --url
+                    or ATHENA_URL (default http://127.0.0.1:5000), the token --token or ATHENA_TOKEN.
+                      python -m athena.cli watch <execution-uuid> [--json] [--after-seq N]
+                      python -m athena.cli watch --workspace <workspace-uuid>
+{commands}
+
+The commands after watch use the app's database and settings (config.py, the environment):
+run them from the project directory; "python -m athena.cli users create ..." is the same as
+"{FLASK} users create ...".
+  python -m athena.cli users create you@example.com --workspace 'My workspace'
+  python -m athena.cli tokens create you@example.com
+"""
+
+
+def _flask(argv: list[str]) -> int:
+    """Run a Flask command group of the app (``flask --app wsgi <argv>``); its exit status."""
+    from flask.cli import cli as flask_cli
+
+    try:
+        flask_cli.main(args=["--app", "wsgi", *argv], prog_name="python -m athena.cli")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 def main(argv: list[str]) -> int:
-    """``python -m athena.cli watch ...`` (no app needed); the Flask groups run via ``flask --app wsgi``."""
-    if argv[:1] == ["watch"]:
+    """``python -m athena.cli watch ...`` (no app needed); the app's command groups (users, tokens,
+    ...) run through Flask, as ``flask --app wsgi ...`` would; ``--help`` lists them all."""
+    if not argv or argv[0] in HELP_FLAGS:
+        print(usage(), end="")
+        return 0
+    if argv[0] == "watch":
         from athena.watch import main as watch_main
 
         return watch_main(argv[1:])
-    print("usage: python -m athena.cli watch <execution-uuid> [--workspace UUID] [--url URL] [--token T] "
-          "[--after-seq N]\n       (users/tokens: flask --app wsgi users|tokens ...)", file=sys.stderr)
+    groups = {name.split()[0] for name, _ in _app_commands()}
+    if argv[0] in groups:
+        return _flask(argv)
+    print(f"python -m athena.cli: unknown command {argv[0]!r}\n\n{usage()}", end="", file=sys.stderr)
     return 2
 
 

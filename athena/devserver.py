@@ -9,7 +9,9 @@
 3. runs the migrations (``flask --app wsgi db upgrade``);
 4. starts the API (gunicorn, gthread: WebSockets work) and one RQ worker
    (``python -m jobs.worker``), each in its own process group;
-5. prints where everything is, then supervises.
+5. waits until both are ready (the API answers HTTP; the worker, and the RQ scheduler it
+   forks, have registered in Redis, which they do after their start-up log lines), then prints
+   a short banner: the last thing at startup, it does not scroll away. Then it supervises.
 
 Ctrl-C / SIGTERM / SIGHUP: every child group gets SIGTERM, then SIGKILL after
 ``ATHENA_SHUTDOWN_TIMEOUT`` seconds, the embedded Redis stops last, exit 0. A child that
@@ -25,6 +27,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import FrameType
 
@@ -39,6 +43,9 @@ STARTUP_WAIT_SECONDS = 60.0
 POLL_SECONDS = 0.2
 EXAMPLE_EMAIL = "you@example.com"
 EXAMPLE_PASSWORD = "change-me-please-123"
+EXAMPLE_ADMIN = "admin@example.com"
+DASHBOARD_PATH = "/rq/"  # athena.admin.PREFIX (not imported: the supervisor loads no app code)
+BANNER_TITLE = "Athena is running"
 
 
 def log(message: str) -> None:
@@ -80,6 +87,36 @@ def _gunicorn_extra_args() -> list[str]:
     except (PackageNotFoundError, ValueError):
         return []
     return ["--no-control-socket"] if major >= 27 else []
+
+
+def _api_answers(base: str) -> bool:
+    """The API's worker has loaded the app and answers (any HTTP status will do)."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=5):  # noqa: S310 - our own URL
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _worker_ready(redis_url: str, queue_name: str, pid: int) -> bool:
+    """The RQ worker ``pid`` has run its start-up (its state is past ``started``: it logged its
+    start-up lines and cleaned its registries) and the queue's RQ scheduler process has
+    registered (after its "started" line)."""
+    from redis import Redis
+    from rq import Worker
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+
+    try:
+        with Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as connection:
+            mine = [w for w in Worker.all(connection=connection) if w.pid == pid]
+            if not mine or mine[0].get_state() in ("started", "starting", "?"):
+                return False
+            holder = connection.get(RQScheduler.get_locking_key(queue_name))
+            return holder is None or bool(connection.exists(SCHEDULER_KEY_TEMPLATE % holder.decode()))
+    except Exception:  # noqa: BLE001 - Redis busy or a worker hash half written: not yet
+        return False
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -208,7 +245,7 @@ class Supervisor:
         if self.stopping:
             return 0
 
-        log("running migrations: flask --app wsgi db upgrade")
+        log(f"running migrations on {_mask_url(cfg.SQLALCHEMY_DATABASE_URI)}: flask --app wsgi db upgrade")
         code = self._wait(self.spawn("migrate", self._pymod("flask", "--app", "wsgi", "db", "upgrade"), env))
         if code is None:
             return 0
@@ -224,7 +261,9 @@ class Supervisor:
         self.spawn("worker", self._pymod("jobs.worker"), env)
 
         deadline = time.monotonic() + STARTUP_WAIT_SECONDS
-        while not _port_open(host, cfg.PORT):
+        base = f"http://{host}:{cfg.PORT}"
+        api_ready = worker_ready = False
+        while not (api_ready and worker_ready):
             if self.stopping:
                 return 0
             dead = self._dead_child()
@@ -232,10 +271,15 @@ class Supervisor:
                 log(f"{dead} during startup: stopping everything")
                 return 1
             if time.monotonic() >= deadline:
-                log(f"the API is not listening on {host}:{cfg.PORT} after {STARTUP_WAIT_SECONDS:.0f}s; still waiting")
+                waiting = " and ".join(name for name, ready in (("the API", api_ready), ("the worker", worker_ready))
+                                       if not ready)
+                log(f"{waiting} not ready after {STARTUP_WAIT_SECONDS:.0f}s; still waiting")
                 break
-            time.sleep(POLL_SECONDS)
-        self.print_banner(host, redis_url)
+            api_ready = api_ready or _api_answers(base)
+            worker_ready = worker_ready or _worker_ready(redis_url, cfg.QUEUE_NAME, self.children["worker"].pid)
+            if not (api_ready and worker_ready):
+                time.sleep(POLL_SECONDS)
+        self.print_banner(host)
 
         while not self.stopping:
             dead = self._dead_child()
@@ -245,7 +289,8 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
         return 0
 
-    def print_banner(self, host: str, redis_url: str) -> None:
+    def print_banner(self, host: str) -> None:
+        """Short, and the last thing printed at startup (see :meth:`run`)."""
         cfg = self.cfg
         base = f"http://{host}:{cfg.PORT}"
         try:
@@ -257,25 +302,22 @@ class Supervisor:
         prefix = ""
         if Path(cfg.INSTANCE_DIR).resolve() != (self.base_dir / "instance").resolve():
             prefix = f"ATHENA_INSTANCE_DIR={shlex.quote(cfg.INSTANCE_DIR)} "
-        flask = f"{prefix}{shlex.quote(python)} -m flask --app wsgi"
-        body = '{"email": "%s", "password": "%s"}' % (EXAMPLE_EMAIL, EXAMPLE_PASSWORD)
-        redis_note = f" (embedded, data in {self.redis.data_dir})" if self.redis is not None else ""
+        cli = f"{prefix}{shlex.quote(python)} -m athena.cli"
         lines = [
             "",
-            "Athena is running",
+            BANNER_TITLE,
             f"  API:       {base}",
             f"  API docs:  {base}/api/v1/docs",
-            f"  OpenAPI:   {base}/api/v1/openapi.json",
-            f"  Database:  {_mask_url(cfg.SQLALCHEMY_DATABASE_URI)}",
-            f"  Redis:     {_mask_url(redis_url)}{redis_note}",
+            f"  Jobs:      {base}{DASHBOARD_PATH}  (the RQ dashboard; its sign-in form takes an admin's token)",
             "",
-            f"Create a user, then get an API token (another terminal, in {self.base_dir}):",
-            f"  {flask} users create {EXAMPLE_EMAIL} --password {EXAMPLE_PASSWORD} --workspace 'My workspace'",
-            f"  {flask} tokens create {EXAMPLE_EMAIL}",
-            "or sign in over HTTP for a session token:",
-            f"  curl -s -X POST {base}/api/v1/auth/sign-in -H 'Content-Type: application/json' -d '{body}'",
+            f"Create a user and an API token (another terminal, in {self.base_dir}):",
+            f"  {cli} users create {EXAMPLE_EMAIL} --password {EXAMPLE_PASSWORD} --workspace 'My workspace'",
+            f"  {cli} tokens create {EXAMPLE_EMAIL}",
+            "and for the jobs dashboard, an administrator in no workspace (its token goes in the form):",
+            f"  {cli} users create {EXAMPLE_ADMIN} --admin",
+            f"  {cli} tokens create {EXAMPLE_ADMIN}",
             "",
-            "Press Ctrl-C to stop.",
+            "Stop: Ctrl-C",
             "",
         ]
         print("\n".join(lines), flush=True)

@@ -4,7 +4,10 @@
     python -m athena.cli watch --workspace <workspace-uuid> [...]
 
 One line per message: ``<seq> <event> node=<id> status=<status>`` (execution channel) or
-``<seq> <event> execution=<uuid> status=<status>`` (workspace channel). Exit status: 0 after
+``<seq> <event> execution=<uuid> status=<status>`` (workspace channel). When the execution has
+finished, its final output follows (``output: <JSON>``, and ``error: <message>`` for a failed
+run); an output too large for the event is read from ``GET /api/v1/workflow-executions/<uuid>``.
+With ``--json`` the raw messages (which carry the output) are printed instead. Exit status: 0 after
 ``execution.finished`` / a normal close, 2 when the server refused (bad token, not found),
 1 on any other failure, 130 on Ctrl-C. The token comes from --token or ATHENA_TOKEN."""
 from __future__ import annotations
@@ -13,20 +16,25 @@ import argparse
 import json
 import struct
 import sys
+import urllib.error
+import urllib.request
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import websocket
 
 import config
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
+INLINE_OUTPUT_CHARS = 100  # a longer output is printed indented, over several lines
+FETCH_TIMEOUT_SECONDS = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = config.watch_settings_from_env()
     parser = argparse.ArgumentParser(prog="python -m athena.cli watch",
-                                     description="Print the events of an execution or a workspace as they happen.")
+                                     description="Print the events of an execution or a workspace as they happen; "
+                                                 "for an execution, its final output when it finishes.")
     parser.add_argument("execution_uuid", nargs="?", help="execution to follow (ends after execution.finished)")
     parser.add_argument("--workspace", metavar="UUID", help="follow a workspace's execution status changes instead")
     parser.add_argument("--url", default=defaults["url"], help="Athena base URL (default: %(default)s, or ATHENA_URL)")
@@ -67,6 +75,72 @@ def format_line(message: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def execution_url(base: str, execution_uuid: str) -> str:
+    """``GET /api/v1/workflow-executions/<uuid>`` under the same base URL (http/https)."""
+    parts = urlsplit(base if "://" in base else f"http://{base}")
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    path = f"{parts.path.rstrip('/')}/api/v1/workflow-executions/{quote(execution_uuid)}"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def fetch_execution(base: str, execution_uuid: str, token: str | None) -> dict[str, Any]:
+    request = urllib.request.Request(execution_url(base, execution_uuid), headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - the user's URL
+        return json.loads(response.read())["data"]
+
+
+class FinalResult:
+    """What the execution channel said about the end of the run: from ``execution.finished``
+    (its ``output``, or ``output_truncated``) or from a snapshot of a finished execution."""
+
+    def __init__(self) -> None:
+        self.known = False
+        self.truncated = False
+        self.status: str | None = None
+        self.output: Any = None
+        self.error: str | None = None
+
+    def see(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        if event == "snapshot":
+            execution = message.get("execution") or {}
+            if execution.get("is_finished") and "output" in execution:
+                self.known, self.truncated = True, False
+                self.status, self.output, self.error = (execution.get("status"), execution.get("output"),
+                                                        execution.get("error"))
+        elif event == "execution.finished" and ("output" in message or message.get("output_truncated")):
+            truncated = bool(message.get("output_truncated"))
+            if truncated and self.known and not self.truncated:
+                return  # the snapshot of the finished execution has the whole output already
+            self.known, self.truncated = True, truncated
+            self.status, self.output, self.error = message.get("status"), message.get("output"), message.get("error")
+
+    def lines(self) -> list[str]:
+        text = json.dumps(self.output, ensure_ascii=False, default=str)
+        if len(text) > INLINE_OUTPUT_CHARS:
+            lines = ["output:", json.dumps(self.output, ensure_ascii=False, default=str, indent=2)]
+        else:
+            lines = [f"output: {text}"]
+        if self.error:
+            lines.append(f"error: {self.error}")
+        return lines
+
+
+def print_final(result: FinalResult, base: str, execution_uuid: str, token: str | None, out: TextIO,
+                err: TextIO) -> None:
+    if result.truncated:
+        try:
+            execution = fetch_execution(base, execution_uuid, token)
+        except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
+            print(f"watch: the output is too large for the event and could not be read from "
+                  f"{execution_url(base, execution_uuid)}: {exc}", file=err)
+            return
+        result.output, result.error = execution.get("output"), execution.get("error")
+    print("\n".join(result.lines()), file=out, flush=True)
+
+
 def _close_code(frame: Any) -> tuple[int, str]:
     data = bytes(frame.data or b"")
     if len(data) < 2:
@@ -74,7 +148,9 @@ def _close_code(frame: Any) -> tuple[int, str]:
     return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
 
 
-def follow(url: str, token: str | None, raw: bool, out: TextIO, err: TextIO) -> int:
+def follow(url: str, token: str | None, raw: bool, out: TextIO, err: TextIO,
+           result: FinalResult | None = None) -> int:
+    """Print every message until the server closes; ``result`` (if given) sees each of them."""
     headers = [f"Authorization: Bearer {token}"] if token else []
     try:
         ws = websocket.create_connection(url, header=headers, enable_multithread=True)
@@ -100,6 +176,8 @@ def follow(url: str, token: str | None, raw: bool, out: TextIO, err: TextIO) -> 
                 continue
             text = frame.data.decode("utf-8") if isinstance(frame.data, bytes) else frame.data
             message = json.loads(text)
+            if result is not None:
+                result.see(message)
             print(text if raw else format_line(message), file=err if message.get("event") == "error" else out,
                   flush=True)
     finally:
@@ -114,7 +192,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, err: TextIO = 
     if not args.token:
         parser.error("no token: pass --token or set ATHENA_TOKEN")
     url = channel_url(args.url, args.execution_uuid, args.workspace, args.after_seq)
+    # The final output is printed for one execution (not a workspace); --json shows it already.
+    result = FinalResult() if args.execution_uuid and not args.json else None
     try:
-        return follow(url, args.token, args.json, out, err)
+        code = follow(url, args.token, args.json, out, err, result)
+        if code == EXIT_OK and result is not None and result.known:
+            print_final(result, args.url, args.execution_uuid, args.token, out, err)
+        return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

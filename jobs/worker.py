@@ -25,6 +25,7 @@ class AthenaWorker(SimpleWorker):
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up lines, on import: not ours
     app = worker_app()
     from athena.redis_client import get_redis
     from jobs.periodic import start_periodic

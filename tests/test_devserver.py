@@ -211,7 +211,7 @@ def test_devserver_serves_then_stops_cleanly_on_sigterm(devserver: DevServer) ->
     for expected in ("redis-server", "gunicorn", "jobs.worker"):
         assert expected in commands, f"no {expected} process under the devserver:\n{commands}"
     log = devserver.log()
-    for expected in ("/api/v1/docs", "users create", "tokens create", "/api/v1/auth/sign-in"):
+    for expected in ("/api/v1/docs", "users create", "tokens create", "/rq/"):
         assert expected in log, f"banner lacks {expected!r}:\n{log}"
     assert (devserver.instance / "redis" / "appendonly.aof").exists(), "embedded Redis does not persist"
 

@@ -34,7 +34,7 @@ class ApprovalApprove(MethodView):
     decorators = [login_required]
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ApprovalDecisionSchema)
+    @blp.arguments(ApprovalDecisionSchema, required=False)
     @blp.response(200, envelope(ApprovalSchema))
     def post(self, body, uuid, approval_id):
         """Approve a pending approval (editor/owner); the execution resumes on 'approved'.
@@ -47,7 +47,7 @@ class ApprovalReject(MethodView):
     decorators = [login_required]
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ApprovalDecisionSchema)
+    @blp.arguments(ApprovalDecisionSchema, required=False)
     @blp.response(200, envelope(ApprovalSchema))
     def post(self, body, uuid, approval_id):
         """Reject a pending approval (editor/owner); the execution resumes on 'rejected'.

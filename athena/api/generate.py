@@ -94,6 +94,7 @@ def _sse(generation: Generation) -> Iterator[str]:
 @blp.route("/workflows/generate")
 class GenerateWorkflow(MethodView):
     decorators = [login_required]
+    other_body_types = ("multipart/form-data", "application/x-www-form-urlencoded")  # the documented form
 
     @blp.doc(security=SECURITY, requestBody=REQUEST_BODY, responses=SSE_DOC)
     @blp.response(200, GeneratedWorkflowSchema)

@@ -38,7 +38,10 @@ def webhook_payload() -> dict:
         raw = request.get_data(as_text=True)
         body = raw or None
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in HIDDEN_HEADERS}
-    return {"body": body, "query": request.args.to_dict(flat=True), "headers": headers}
+    # The webhook's own parameters (WebhookArgsSchema: wait, timeout) are not the caller's data.
+    own = WebhookArgsSchema._declared_fields
+    query = {k: v for k, v in request.args.to_dict(flat=True).items() if k not in own}
+    return {"body": body, "query": query, "headers": headers}
 
 
 def _respond_output(execution, event: dict) -> Any:
@@ -78,6 +81,7 @@ def _wanted(raw: bytes) -> bool:
 @blp.route("/<uuid:uuid>/webhook")
 class WorkflowWebhook(MethodView):
     decorators = [webhook_caller]
+    other_body_types = None  # any content type: the body is the caller's data, as sent
 
     @blp.doc(security=SECURITY)
     @blp.arguments(WebhookArgsSchema, location="query")
@@ -86,6 +90,9 @@ class WorkflowWebhook(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="The workflow is inactive; or, for a signed call, "
                       "this signature was already accepted (a replay: each X-Athena-Signature is accepted once, "
                       "re-sign with a new X-Athena-Timestamp to send again). Nothing is created.")
+    @blp.alt_response(503, schema=ErrorSchema, description="A signed call that cannot be checked now: the "
+                      "workflow's webhook secret cannot be decrypted with SECRET_KEY or SECRET_KEY_FALLBACKS, or "
+                      "Redis cannot be asked whether the signature was already used. Nothing is created.")
     @blp.alt_response(429, schema=ErrorSchema, description="Too many calls for this workflow in the rate "
                       "window (ATHENA_WEBHOOK_RATE_LIMIT per ATHENA_WEBHOOK_RATE_WINDOW); Retry-After says when "
                       "to try again (seconds). Nothing is created.",

@@ -1,8 +1,6 @@
 """Approvals (human review) of workflow executions."""
 from __future__ import annotations
 
-from typing import Any
-
 from marshmallow import Schema, fields, validate
 
 from athena.schemas.common import StrictSchema, Text, UtcDateTime
@@ -19,10 +17,6 @@ class ApprovalUserSchema(Schema):
     name = fields.String(allow_none=True)
 
 
-def _decider(approval: Any) -> Any:
-    return getattr(approval, "decider", None)
-
-
 class ApprovalSchema(Schema):
     """A human-review step of an execution: ``pending`` until approved, rejected, expired (timed
     out without a default decision) or cancelled (its execution ended first)."""
@@ -32,14 +26,15 @@ class ApprovalSchema(Schema):
 
     id = fields.Integer(required=True)
     uuid = fields.String(required=True)
-    workflow_execution_uuid = fields.Function(lambda a: getattr(a, "execution_uuid", None))
+    workflow_execution_uuid = fields.Function(lambda a: getattr(a, "execution_uuid", None), allow_none=True,
+                                              metadata={"type": "string"})
     node_id = fields.String(required=True)
     status = fields.String(required=True, metadata={"enum": list(APPROVAL_STATUSES)})
     message = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
-    decided_by = fields.Function(lambda a: ApprovalUserSchema().dump(_decider(a)) if _decider(a) else None,
-                                 allow_none=True, metadata={"description": "The user who decided (null: "
-                                                                            "pending or decided by the timeout)"})
+    decided_by = fields.Nested(ApprovalUserSchema, attribute="decider", allow_none=True, dump_default=None,
+                               metadata={"description": "The user who decided (null: pending or decided by "
+                                                        "the timeout)"})
     decided_at = UtcDateTime(allow_none=True)
     timeout_at = UtcDateTime(allow_none=True)
     default_decision = fields.String(allow_none=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import Schema, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from athena.timeutil import iso, to_naive_utc
 
@@ -77,12 +77,51 @@ class UtcDateTime(fields.DateTime):
         return to_naive_utc(super()._deserialize(value, attr, data, **kwargs))
 
 
+def _body_is_json() -> bool:
+    """Whether the body being loaded is JSON (outside a request, e.g. a schema loaded by code,
+    values are taken as JSON too). A form body is text: ``true``/``1`` stand for booleans there."""
+    from flask import has_request_context, request
+
+    return not has_request_context() or request.is_json
+
+
+def _json_type_error(field: fields.Field, value: Any) -> str | None:
+    """marshmallow coerces (``1``, ``"yes"`` to True; ``"5"``, ``5.5`` to 5): a JSON body must
+    carry the documented JSON type itself."""
+    if value is None:
+        return None  # allow_none decides
+    if isinstance(field, fields.Boolean) and not isinstance(value, bool):
+        return field.error_messages["invalid"]
+    if isinstance(field, fields.Number) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return field.error_messages["invalid"]
+    if isinstance(field, fields.Integer) and isinstance(value, float) and not value.is_integer():
+        return field.error_messages["invalid"]
+    return None
+
+
 class StrictSchema(Schema):
-    """Request bodies reject unknown fields (no mass assignment)."""
+    """Request bodies reject unknown fields (no mass assignment), and in a JSON body a boolean is
+    ``true``/``false`` and a number is a JSON number (no ``0``/``"yes"`` for booleans, no ``"5"``
+    for numbers); a multipart/form body keeps the text spellings (``true``/``false``/``1``/``0``)."""
 
     class Meta:
         unknown = "raise"
         ordered = True
+
+    @pre_load
+    def _strict_json_types(self, data: Any, **_kwargs: Any) -> Any:
+        if not isinstance(data, dict) or not _body_is_json():
+            return data
+        errors: dict[str, list[str]] = {}
+        for name, field in self.load_fields.items():
+            key = field.data_key or name
+            if key in data:
+                problem = _json_type_error(field, data[key])
+                if problem:
+                    errors[key] = [problem]
+        if errors:
+            raise ValidationError(errors)
+        return data
 
 
 class QuerySchema(Schema):

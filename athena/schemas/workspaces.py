@@ -15,11 +15,14 @@ class WorkspaceSchema(Schema):
     name = fields.String(required=True)
     description = fields.String(allow_none=True)
     organization_multiplai_id = fields.Function(
-        lambda w: w.organization.multiplai_id if w.organization else None, allow_none=True
+        lambda w: w.organization.multiplai_id if w.organization else None, allow_none=True,
+        metadata={"type": "string"},
     )
     user_id = fields.Integer()
-    role = fields.Function(lambda w: getattr(w, "current_role", None), allow_none=True)
-    members_count = fields.Function(lambda w: getattr(w, "members_count", None), allow_none=True)
+    role = fields.Function(lambda w: getattr(w, "current_role", None), allow_none=True,
+                           metadata={"type": "string", "enum": list(ROLES), "description": "The caller's role."})
+    members_count = fields.Function(lambda w: getattr(w, "members_count", None), allow_none=True,
+                                    metadata={"type": "integer"})
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
     deleted_at = UtcDateTime(allow_none=True)
@@ -43,10 +46,10 @@ class MemberSchema(Schema):
     class Meta:
         ordered = True
 
-    user_uuid = fields.Function(lambda m: m.user.uuid)
-    email = fields.Function(lambda m: m.user.email)
-    name = fields.Function(lambda m: m.user.name)
-    role = fields.String()
+    user_uuid = fields.Function(lambda m: m.user.uuid, metadata={"type": "string"})
+    email = fields.Function(lambda m: m.user.email, metadata={"type": "string"})
+    name = fields.Function(lambda m: m.user.name, allow_none=True, metadata={"type": "string"})
+    role = fields.String(metadata={"enum": list(ROLES)})
     created_at = UtcDateTime()
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
+from athena.crypto import UndecryptableSecret
 from athena.engine import (
     Graph, GraphValidationError, LoopProgress, NodeFinished, NodeStarted, RunContext, RunFinished,
     RunState, RunStopped, RunSuspended, run_graph,
@@ -150,7 +151,10 @@ class ExecutionRun:
         # Everything the run needs, read now: commits below expire the loaded rows.
         data: WorkflowExecutionData = execution.execution_data
         trigger_data, mode = execution.input, execution.mode
-        variables = runtime_variables(execution.workflow.variables)
+        try:
+            variables, undecryptable = runtime_variables(execution.workflow.variables), None
+        except UndecryptableSecret as exc:  # the run fails with what to do (after it is marked running)
+            variables, undecryptable = {}, str(exc)
         self.data_id = data.id
         self.meta = dict(data.meta or {})
         graph_json, entries = dict(data.data or {}), list(data.workflow_data or [])
@@ -182,6 +186,8 @@ class ExecutionRun:
             graph = parsed_graph(graph_json.get("nodes", []), graph_json.get("edges", []))
         except GraphValidationError as exc:
             return self.finish("failed", None, f"The workflow graph is invalid: {exc}")
+        if undecryptable:
+            return self.finish("failed", None, f"Cannot run: {undecryptable}")
         self.state = RunState.from_entries(entries)
         ctx = self.context(trigger_data, variables, mode)
         db.session.remove()  # no transaction stays open while nodes run

@@ -12,7 +12,10 @@ until its timestamp is no longer fresh; the same signature again, whatever the q
 workflow, is a 409 (a client retrying must re-sign with a new timestamp).
 
 Secrets are stored encrypted (:mod:`athena.crypto`): HMAC needs the secret itself, so it
-cannot be hashed."""
+cannot be hashed. A stored secret that no configured key decrypts (SECRET_KEY changed without
+the old key in SECRET_KEY_FALLBACKS) answers 503 with a message saying so: the server, not the
+sender, must be fixed, and senders retry 5xx (a 401 would drop their calls for good; the
+API's 500s carry no message)."""
 from __future__ import annotations
 
 import functools
@@ -28,7 +31,7 @@ from flask_smorest import abort
 from redis import RedisError
 from sqlalchemy import select
 
-from athena.crypto import decrypt, encrypt
+from athena.crypto import UndecryptableSecret, decrypt, encrypt
 from athena.auth import UNAUTHENTICATED, authenticate, token_from_request
 from athena.extensions import db
 from athena.models import User, Workflow, Workspace
@@ -49,9 +52,20 @@ _DUMMY_SECRET = b"athena-no-such-webhook-secret"
 log = logging.getLogger(__name__)
 
 
+UNDECRYPTABLE = ("This workflow's webhook secret cannot be decrypted with the server's SECRET_KEY "
+                 "or SECRET_KEY_FALLBACKS, so signatures cannot be checked. The server's operator must "
+                 "add the key it was stored under to SECRET_KEY_FALLBACKS, or an editor must set the "
+                 "webhook_secret again.")
+
+
 # The column stores the secret encrypted (athena/crypto.py): HMAC needs the secret itself.
-encrypt_secret = encrypt
-decrypt_secret = decrypt
+def encrypt_secret(secret: str | None) -> str | None:
+    return encrypt(secret) if secret else None
+
+
+def decrypt_secret(stored: str | None, what: str = "a webhook secret") -> str | None:
+    """The clear secret, None when there is none; raises UndecryptableSecret."""
+    return decrypt(stored, what) if stored else None
 
 
 def signature_for(secret: str, timestamp: str, body: bytes) -> str:
@@ -86,7 +100,12 @@ def verify_signed_request(uuid: str, *, now: float | None = None) -> tuple[Workf
         abort(401, message=STALE)
     body = request.get_data(cache=True)
     workflow = _signed_workflow(uuid)
-    secret = decrypt_secret(workflow.webhook_secret) if workflow is not None else None
+    try:
+        secret = decrypt_secret(workflow.webhook_secret,
+                                f"the webhook secret of workflow {workflow.uuid}") if workflow is not None else None
+    except UndecryptableSecret as exc:
+        log.error("signed webhook: %s", exc)
+        abort(503, message=UNDECRYPTABLE)
     expected = signature_for(secret or _DUMMY_SECRET.decode(), timestamp.strip(), body)
     matches = hmac.compare_digest(expected.encode(), signature.lower().encode())
     if workflow is None or secret is None or not matches:

@@ -31,8 +31,10 @@ def public_variables(variables: dict | None) -> dict:
 
 
 def runtime_variables(variables: dict | None) -> dict:
-    """Variables as expressions see them: secrets decrypted to their value."""
-    return {name: decrypt(value.get("value")) if _is_secret(value) else value
+    """Variables as expressions see them: secrets decrypted to their value. Raises
+    :class:`athena.crypto.UndecryptableSecret` (naming the variable) when a secret cannot be
+    decrypted with the configured keys: the run fails with that message, never sees a None."""
+    return {name: decrypt(value.get("value") or "", f"workflow variable {name!r}") if _is_secret(value) else value
             for name, value in (variables or {}).items()}
 
 

@@ -1,0 +1,1 @@
+"""Schemathesis against a live server: every check, every phase (stateful included). ``make fuzz``."""
