@@ -96,7 +96,7 @@ def rotate_secrets(dry_run: bool) -> None:
     for start in range(0, len(ids), ROTATE_BATCH):
         # Locked (PostgreSQL) so that an edit made meanwhile is not overwritten.
         chunk = db.session.execute(select(Workflow).where(Workflow.id.in_(ids[start:start + ROTATE_BATCH]))
-                                   .order_by(Workflow.id).with_for_update()).scalars().all()
+                                   .order_by(Workflow.id).with_for_update(of=Workflow)).scalars().all()
         for workflow in chunk:
             label = f"workflow {workflow.uuid} ({workflow.name!r})"
             if workflow.webhook_secret:
