@@ -18,6 +18,7 @@ help:
 	@echo "make migrate      flask --app wsgi db upgrade"
 	@echo "make worker       one more RQ worker (default: the Redis of 'make run')"
 	@echo "make bench        benchmarks (bench/run.py); bench-peers compares with peers"
+	@echo "make screenshots  docs/screenshots/*.png: the API docs page's example forms (needs apt-get install chromium)"
 	@echo "make clean        caches; 'make distclean' also removes .venv (instance/ is kept)"
 
 $(STAMP): requirements.txt
@@ -58,6 +59,11 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	@if [ -f bench/run.py ]; then $(VENV_PY) -m bench.run --peers $(BENCH_ARGS); \
 	else echo "make bench-peers: bench/run.py not found, no benchmarks yet"; fi
+
+# Headless Debian chromium driven over the DevTools protocol (tools/screenshot_docs.py); no browser download.
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(VENV_PY) tools/screenshot_docs.py --out docs/screenshots
 
 clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from athena.api import examples
 from athena.api.base import envelope, list_envelope
 from athena.auth import SECURITY, current_user, login_required
 from athena.schemas.approvals import ApprovalDecisionSchema, ApprovalSchema
@@ -34,11 +35,12 @@ class ApprovalApprove(MethodView):
     decorators = [login_required]
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ApprovalDecisionSchema, required=False)
+    @blp.arguments(ApprovalDecisionSchema, required=False, examples=examples.APPROVE)
     @blp.response(200, envelope(ApprovalSchema))
     def post(self, body, uuid, approval_id):
-        """Approve a pending approval (editor/owner); the execution resumes on 'approved'.
-        The first decision wins: a decided approval is a 409."""
+        """Approve a pending approval (editor/owner)
+
+        The execution resumes on 'approved'. The first decision wins: a decided approval is a 409."""
         return _decide("approved", body, uuid, approval_id)
 
 
@@ -47,9 +49,10 @@ class ApprovalReject(MethodView):
     decorators = [login_required]
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ApprovalDecisionSchema, required=False)
+    @blp.arguments(ApprovalDecisionSchema, required=False, examples=examples.REJECT)
     @blp.response(200, envelope(ApprovalSchema))
     def post(self, body, uuid, approval_id):
-        """Reject a pending approval (editor/owner); the execution resumes on 'rejected'.
-        The first decision wins: a decided approval is a 409."""
+        """Reject a pending approval (editor/owner)
+
+        The execution resumes on 'rejected'. The first decision wins: a decided approval is a 409."""
         return _decide("rejected", body, uuid, approval_id)

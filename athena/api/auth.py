@@ -5,6 +5,7 @@ from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
 from athena.auth import (
     INVALID_CREDENTIALS,
@@ -35,7 +36,7 @@ RATE_LIMITED = dict(
 
 @blp.route("/auth/sign-in")
 class SignIn(MethodView):
-    @blp.arguments(SignInSchema)
+    @blp.arguments(SignInSchema, examples=examples.SIGN_IN)
     @blp.response(200, envelope(TokenSchema))
     @blp.alt_response(429, **RATE_LIMITED)
     def post(self, body):
@@ -69,6 +70,7 @@ class CurrentUser(MethodView):
     @blp.alt_response(429, **RATE_LIMITED)
     @login_or_basic_required
     def get(self):
-        """The authenticated user: a token in either header, or HTTP Basic (email:password or
-        email:app-token)"""
+        """The authenticated user
+
+        Authenticated by a token in either header, or by HTTP Basic (email:password or email:app-token)."""
         return {"data": g.user}

@@ -126,6 +126,8 @@ def guard_input() -> None:
     elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         if _input_problem(request.form.to_dict(flat=False)):
             abort(422, message=NUL_MESSAGE, errors={"form": [NUL_MESSAGE]})
+    elif _sends_a_body() and b"\x00" in request.get_data(cache=True):  # a text body the webhook stores
+        abort(422, message=NUL_MESSAGE, errors={"body": [NUL_MESSAGE]})
 
 
 # -- the OpenAPI document: what the views alone do not say --------------------------------------

@@ -5,6 +5,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
+from athena.api import examples
 from athena.api.base import PageArgsSchema, envelope, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
 from athena.schemas.executions import (
@@ -49,7 +50,7 @@ class Executions(MethodView):
         return page
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ExecutionCreateSchema)
+    @blp.arguments(ExecutionCreateSchema, examples=examples.EXECUTION_CREATE)
     @blp.response(201, envelope(ExecutionSchema))
     def post(self, body):
         """Create (and start) an execution of a workflow"""
@@ -80,18 +81,18 @@ class ExecutionsById(MethodView):
     @blp.arguments(IncludeArgsSchema, location="query")
     @blp.response(200, envelope(ExecutionSchema))
     def get(self, args, uuid):
-        """Retrieve an execution (``with=workflow,workflowExecutionData``)"""
+        """Retrieve an execution (with=workflow,workflowExecutionData adds the workflow and its run data)"""
         return {"data": _load(uuid, args)}
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ExecutionUpdateSchema)
+    @blp.arguments(ExecutionUpdateSchema, examples=examples.EXECUTION_UPDATE)
     @blp.response(200, envelope(ExecutionSchema))
     def put(self, body, uuid):
         """Update an execution's client-editable fields"""
         return {"data": service.update_execution(get_execution(current_user(), uuid, write=True), body)}
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(ExecutionUpdateSchema)
+    @blp.arguments(ExecutionUpdateSchema, examples=examples.EXECUTION_UPDATE)
     @blp.response(200, envelope(ExecutionSchema))
     def patch(self, body, uuid):
         """Update an execution's client-editable fields"""

@@ -16,6 +16,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
 from athena.auth import SECURITY, current_user, login_required
 from athena.schemas.generate import GeneratedWorkflowSchema, GenerateInvalidSchema, GenerateRequestSchema
@@ -26,8 +27,8 @@ from athena.services.generate import GenerateError, Generation
 blp = Blueprint("generate", __name__, url_prefix="/api/v1", description="Workflow generation")
 
 REQUEST_BODY = {"required": True, "content": {
-    "application/json": {"schema": GenerateRequestSchema},
-    "multipart/form-data": {"schema": GenerateRequestSchema},
+    "application/json": {"schema": GenerateRequestSchema, "examples": examples.GENERATE_JSON},
+    "multipart/form-data": {"schema": GenerateRequestSchema, "examples": examples.GENERATE_FORM},
 }}
 EVENTS = ("start", "token", "validation", "repair", "workflow", "created", "error", "done")
 # One Server-Sent Event (stream=true); ``data`` is JSON. ``: heartbeat`` comments are not events.

@@ -6,7 +6,9 @@ from typing import Any
 from flask import Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from redis.exceptions import RedisError
 
+from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
 from athena.auth import SECURITY, current_user
 from athena.engine.nodes.respond_to_webhook import RespondToWebhook, render
@@ -29,9 +31,7 @@ HIDDEN_HEADERS = frozenset({"authorization", "x-multiplai-authorization", "cooki
 
 def webhook_payload() -> dict:
     if request.is_json:
-        body = request.get_json(silent=True)
-        if body is None and request.get_data():
-            abort(400, message="The request body is not valid JSON.")
+        body = request.get_json(silent=True)  # guard_input already refused invalid JSON; null is None
     elif request.form:
         body = request.form.to_dict(flat=True)
     else:
@@ -83,7 +83,7 @@ class WorkflowWebhook(MethodView):
     decorators = [webhook_caller]
     other_body_types = None  # any content type: the body is the caller's data, as sent
 
-    @blp.doc(security=SECURITY)
+    @blp.doc(security=SECURITY, requestBody=examples.WEBHOOK_BODY)
     @blp.arguments(WebhookArgsSchema, location="query")
     @blp.response(202, envelope(ExecutionSchema))
     @blp.alt_response(200, schema=envelope(ExecutionSchema), description="With wait=true, the finished execution")
@@ -99,18 +99,23 @@ class WorkflowWebhook(MethodView):
                       headers={"Retry-After": {"description": "Seconds until the rate window resets",
                                                "schema": {"type": "integer"}}})
     def post(self, args, uuid):
-        """Trigger a workflow by webhook; with ``wait=true`` answer with the final status and output
+        """Trigger a webhook
+
+        Starts the workflow with the request (body, query and headers) as its trigger's output and
+        answers 202 with the execution. With wait=true it answers when the execution finishes (200,
+        with its final status and output) or after timeout seconds (202); when a respond_to_webhook
+        node runs, the answer is that node's status, headers and body.
 
         Authentication: a user token (editor or owner of the workspace), or, when the workflow has
-        a ``webhook_secret``, no token but ``X-Athena-Timestamp: <unix seconds>`` and
-        ``X-Athena-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`` (at most
-        5 minutes off; the execution is attributed to the workflow owner). With ``wait=true`` and a
-        ``respond_to_webhook`` node, the answer is that node's status, headers and body.
+        a webhook_secret, no token but two headers: X-Athena-Timestamp, the Unix time in seconds
+        (at most 5 minutes off), and X-Athena-Signature, "sha256=" followed by the hex
+        HMAC-SHA256, under the secret, of the timestamp, a dot and the raw body. A signed call's
+        execution is attributed to the workflow owner.
 
-        With ``wait=true``, a workflow made only of pure nodes (set, transform, switch, if, filter,
-        merge, noop, stop_and_error; at most ``ATHENA_INLINE_MAX_NODES``, 50 by default) runs in
-        the API process that received the call instead of on a worker: the same rows and events,
-        without the round trip through the queue (``timeout`` does not cut it short)."""
+        With wait=true, a workflow made only of pure nodes (set, transform, switch, if, filter,
+        merge, noop, stop_and_error; at most ATHENA_INLINE_MAX_NODES, 50 by default) runs in the
+        API process that received the call instead of on a worker: the same rows and events,
+        without the round trip through the queue (timeout does not cut it short)."""
         workflow = g.signed_workflow or get_workflow(current_user(), uuid, write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
@@ -124,7 +129,12 @@ class WorkflowWebhook(MethodView):
         if not args["wait"]:
             return {"data": execution}
         timeout = args.get("timeout") or current_app.config["WEBHOOK_WAIT_TIMEOUT"]
-        respond = wait_for_finish(execution, timeout)
+        try:
+            respond = wait_for_finish(execution, timeout)
+        except RedisError as exc:  # its events cannot be followed: answer as without wait (202)
+            current_app.logger.warning("webhook: cannot wait for execution %s, Redis is unreachable (%s)",
+                                       execution.uuid, exc)
+            return {"data": execution}, 202
         if respond is not None:
             status, headers, body = render(respond)
             return Response(body, status=status, headers=headers)

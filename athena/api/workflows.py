@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from athena.api import examples
 from athena.api.base import PageArgsSchema, envelope, list_envelope, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
 from athena.engine import registry
@@ -38,7 +39,7 @@ class Workflows(MethodView):
         return page
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(WorkflowCreateSchema)
+    @blp.arguments(WorkflowCreateSchema, examples=examples.WORKFLOW_CREATE)
     @blp.response(201, envelope(WorkflowSchema))
     def post(self, body):
         """Create a workflow"""
@@ -56,7 +57,7 @@ class WorkflowsById(MethodView):
         return {"data": service.annotate(current_user(), [get_workflow(current_user(), uuid)])[0]}
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(WorkflowWriteSchema)
+    @blp.arguments(WorkflowWriteSchema, examples=examples.WORKFLOW_UPDATE)
     @blp.response(200, envelope(WorkflowSchema))
     def put(self, body, uuid):
         """Update a workflow"""

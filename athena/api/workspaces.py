@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from athena.api import examples
 from athena.api.base import PageArgsSchema, envelope, list_envelope, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
 from athena.schemas.workspaces import (
@@ -39,7 +40,7 @@ class Workspaces(MethodView):
         return page
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(WorkspaceCreateSchema)
+    @blp.arguments(WorkspaceCreateSchema, examples=examples.WORKSPACE_CREATE)
     @blp.response(201, envelope(WorkspaceSchema))
     def post(self, body):
         """Create a workspace; the caller becomes its owner"""
@@ -59,7 +60,7 @@ class WorkspacesById(MethodView):
         return {"data": workspace}
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(WorkspaceUpdateSchema)
+    @blp.arguments(WorkspaceUpdateSchema, examples=examples.WORKSPACE_UPDATE)
     @blp.response(200, envelope(WorkspaceSchema))
     def put(self, body, uuid):
         """Update a workspace"""
@@ -85,7 +86,7 @@ class Members(MethodView):
         return {"data": service.members(get_workspace(current_user(), uuid))}
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(MemberCreateSchema)
+    @blp.arguments(MemberCreateSchema, examples=examples.MEMBER_CREATE)
     @blp.response(201, envelope(MemberSchema))
     def post(self, body, uuid):
         """Add a user to the workspace with a role (owners only)"""
@@ -98,7 +99,7 @@ class MembersById(MethodView):
     decorators = [login_required]
 
     @blp.doc(security=SECURITY)
-    @blp.arguments(MemberUpdateSchema)
+    @blp.arguments(MemberUpdateSchema, examples=examples.MEMBER_UPDATE)
     @blp.response(200, envelope(MemberSchema))
     def put(self, body, uuid, user_uuid):
         """Change a member's role (owners only)"""

@@ -73,7 +73,7 @@ class EdgeSchema(_OpenSchema):
     """A connection from one node's output handle to another node (documented as Edge)."""
 
     id = Text(allow_none=True, validate=validate.Length(max=255),
-              metadata={"description": "Unique in the graph; e<index> when absent or empty."})
+              metadata={"description": "Unique in the graph; e and the edge's index (e0, e1...) when absent or empty."})
     source = Text(required=True, validate=validate.Length(min=1, max=255), metadata={"description": "A node id."})
     target = Text(required=True, validate=validate.Length(min=1, max=255), metadata={"description": "A node id."})
     source_handle = Text(allow_none=True, validate=validate.Length(max=255), metadata={
@@ -234,8 +234,8 @@ class WorkflowWriteSchema(StrictSchema):
     nodes = _GraphItems(NodeSchema, "nodes", metadata=_GRAPH_PART)
     edges = _GraphItems(EdgeSchema, "edges", metadata=_GRAPH_PART)
     variables = fields.Dict(keys=Text(validate=validate.Length(min=1, max=255)), values=Json(), metadata={
-        "description": "Names of 1 to 255 characters. A value {\"secret\": true, \"value\": \"<non-empty "
-                       "string>\"} is stored encrypted and shown masked; sending the mask back keeps the "
+        "description": "Names of 1 to 255 characters. A value {\"secret\": true, \"value\": \"...\"} (value a "
+                       "non-empty string) is stored encrypted and shown masked; sending the mask back keeps the "
                        "stored secret."})
     # Write-only; stored Fernet-encrypted.
     webhook_secret = Text(allow_none=True, load_only=True, validate=[

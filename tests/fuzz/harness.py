@@ -185,9 +185,11 @@ def _without_nul_in_keys(value: Any) -> Any:
 def _within_rules_beyond_openapi(case) -> None:
     """A valid body stays valid under the key rules OpenAPI 3.0 cannot state, and half of the valid
     workflow bodies with a graph get a valid one (see the module docstring)."""
-    if not isinstance(case.body, dict) or not _positive_at(case, ParameterLocation.BODY):
+    if not isinstance(case.body, (dict, list)) or not _positive_at(case, ParameterLocation.BODY):
         return
-    case.body = body = _without_nul_in_keys(case.body)
+    case.body = body = _without_nul_in_keys(case.body)  # a list body (the webhook's) may hold objects too
+    if not isinstance(body, dict):
+        return
     if isinstance(body.get("variables"), dict):
         body["variables"] = {(name or "v")[:255]: value for name, value in body["variables"].items()}
         for value in body["variables"].values():
