@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from redis import Redis
 
 from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution
 from athena.services.webhook_auth import CLOCK_SKEW_SECONDS, seen_key
 from tests.api.helpers import assert_json_error
+from tests.support.redis_down import redis_unreachable
 from tests.executions.test_webhook import wait_finished, webhook_graph
 from tests.factories import headers_for, make_user, make_workspace
 from tests.nodes import clean_rq
@@ -166,24 +164,6 @@ def test_a_signature_is_remembered_while_its_timestamp_is_fresh(app, scene, work
         ttl_ms = scene.redis.pttl(seen_key(scene.signatures[-1]))
         fresh_for_ms = (timestamp + tolerance - before) * 1000
         assert fresh_for_ms < ttl_ms <= fresh_for_ms + CLOCK_SKEW_SECONDS * 1000, (offset, ttl_ms, fresh_for_ms)
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def redis_unreachable(app) -> Iterator[None]:
-    """The app's Redis client swapped for one pointing at a closed port (a real client)."""
-    state = app.extensions["athena_redis"]
-    saved = state["redis"]
-    state["redis"] = Redis(host="127.0.0.1", port=_unused_port(), socket_connect_timeout=0.5)
-    try:
-        yield
-    finally:
-        state["redis"] = saved
 
 
 def test_fails_closed_when_redis_is_unreachable(app, scene, worker):

@@ -11,18 +11,17 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from argon2 import PasswordHasher
-from redis import Redis
 
 import athena.auth
 import config
 from athena.services.credential_limits import account_key, address_key, client_bucket
 from tests.api.helpers import assert_json_error
+from tests.support.redis_down import redis_unreachable
 from tests.factories import PASSWORD, make_user, token_for
 from tests.support.servers import wait_for
 
@@ -248,24 +247,6 @@ def test_zero_disables_the_limits(app, scene, redis_conn):
             assert sign_in(scene.client, email, "wrong").status_code == 401
         assert sign_in(scene.client, email, PASSWORD).status_code == 200
     assert not redis_conn.exists(*scene.keys())
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def redis_unreachable(app) -> Iterator[None]:
-    """The app's Redis client swapped for one pointing at a closed port (a real client)."""
-    state = app.extensions["athena_redis"]
-    saved = state["redis"]
-    state["redis"] = Redis(host="127.0.0.1", port=_unused_port(), socket_connect_timeout=0.5)
-    try:
-        yield
-    finally:
-        state["redis"] = saved
 
 
 def test_fails_open_when_redis_is_unreachable(app, scene, caplog, monkeypatch):

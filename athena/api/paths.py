@@ -1,0 +1,2 @@
+"""Where the API lives."""
+API = "/api/v1"
