@@ -25,10 +25,6 @@ def _env_float(name: str, default: float) -> float:
     return float(_env(name, str(default)))
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    return (_env(name, "1" if default else "0") or "").lower() in ("1", "true", "yes", "on")
-
-
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in (_env(name, "") or "").split(",") if item.strip()]
 

@@ -45,10 +45,6 @@ class Graph:
         """Nodes run directly at the top (None) or by one iteration of loop ``owner``."""
         return self.levels.get(owner, [])
 
-    @property
-    def topological_order(self) -> list[str]:
-        return self.order
-
     @classmethod
     def parse(cls, nodes: Any, edges: Any, registry: NodeRegistry = default_registry) -> Graph:
         """Validate raw node/edge lists; raise GraphValidationError listing every problem."""

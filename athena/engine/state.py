@@ -57,7 +57,3 @@ class RunState:
 
     def get(self, node_id: str) -> dict[str, Any] | None:
         return self.entries.get(node_id)
-
-    def status_of(self, node_id: str) -> str | None:
-        entry = self.entries.get(node_id)
-        return entry["status"] if entry else None

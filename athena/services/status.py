@@ -23,16 +23,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 STOPPABLE = ("pending", "running", "waiting", "paused")
 
 
-class IllegalTransition(Exception):
-    pass
-
-
 def sources_of(target: str) -> list[str]:
     return [source for source, targets in ALLOWED.items() if target in targets]
-
-
-def can_transition(current: str, target: str) -> bool:
-    return target in ALLOWED.get(current, frozenset())
 
 
 def transition(execution_id: int, target: str, *, only_from: tuple[str, ...] | None = None,
