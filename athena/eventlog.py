@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 
 from redis import Redis
 
+from athena.timeutil import iso_now
+
 PREFIX = "athena"
 
 _APPEND = """
@@ -67,11 +69,6 @@ def control_channel(execution_uuid: str) -> str:
 WORKSPACE_EVENTS = frozenset({"execution.status", "execution.finished", "approval.requested", "approval.decided"})
 
 
-def now_ts() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1_000_000):06d}Z"
-
-
 @dataclass
 class AppendResult:
     seq: int
@@ -95,7 +92,7 @@ class EventLog:
         """Append several events in order in one round trip; the result is the last one's.
         With a ``pipeline``, the append is queued on it (it runs, and answers, with the pipeline)."""
         args: list[Any] = [self.maxlen, self.ttl]
-        ts = now_ts()
+        ts = iso_now()
         for event, fields in events:
             payload = {"event": event, "ts": ts, "execution_uuid": execution_uuid,
                        "workspace_uuid": workspace_uuid, **fields}

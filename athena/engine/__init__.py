@@ -16,7 +16,7 @@ from athena.engine.nodes import NodeRegistry, NodeResult, NodeType, Suspend, reg
 from athena.engine.nodes.base import Iterate, ParametersSchema
 from athena.engine.runner import final_output, run_graph
 from athena.engine.state import RunContext, RunState
-from athena.engine.timeutil import iso, parse_iso, utcnow
+from athena.timeutil import iso, parse_iso
 from athena.engine.validation import NodeSettings
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
     "NodeError", "NodeFinished", "NodeRegistry", "NodeResult", "NodeSettings", "NodeStarted",
     "NodeType", "ParametersSchema", "RunContext", "RunFinished", "RunState", "RunStopped",
     "RunSuspended", "StopRequested", "Suspend", "default_evaluator", "evaluate", "final_output",
-    "is_truthy", "iso", "parse_iso", "register", "registry", "run_graph", "utcnow",
+    "is_truthy", "iso", "parse_iso", "register", "registry", "run_graph",
     "validate_graph",
 ]

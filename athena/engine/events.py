@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Union
 
-from athena.engine.timeutil import iso
+from athena.timeutil import iso
 
 __all__ = ["Event", "LoopProgress", "NodeFinished", "NodeStarted", "RunFinished", "RunStopped",
            "RunSuspended"]

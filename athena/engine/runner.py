@@ -24,7 +24,7 @@ from athena.engine.graph import Graph
 from athena.engine.loop import run_loop
 from athena.engine.nodes.base import Iterate, NodeResult, NodeType, Suspend
 from athena.engine.state import FINAL_STATUSES, SUSPENDED_STATUSES, RunContext, RunState
-from athena.engine.timeutil import iso, parse_iso
+from athena.timeutil import iso, parse_iso
 
 __all__ = ["RunContext", "RunState", "Runner", "final_output", "run_graph"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from athena.engine.timeutil import utcnow
+from athena.timeutil import aware_utcnow
 
 __all__ = ["ENTRY_KEYS", "FINAL_STATUSES", "RunContext", "RunState", "SUSPENDED_STATUSES"]
 
@@ -30,7 +30,7 @@ class RunContext:
     should_stop: Callable[[], bool] = _never
     # Checked only between top-level nodes (never inside a node): hand the run over.
     should_handoff: Callable[[], bool] = _never
-    now: Callable[[], datetime] = utcnow
+    now: Callable[[], datetime] = aware_utcnow
     sleep: Callable[[float], None] = time.sleep
     max_steps: int = 10_000
     max_duration: float | None = None

@@ -15,7 +15,7 @@ from athena.engine.context import NodeContext
 from athena.engine.errors import NodeError
 from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema, Suspend
 from athena.engine.nodes.registry import register
-from athena.engine.timeutil import iso, parse_iso
+from athena.timeutil import iso, parse_iso
 
 DECISIONS = ("approved", "rejected")
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600

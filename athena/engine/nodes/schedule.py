@@ -15,7 +15,7 @@ from marshmallow import ValidationError, fields, validates
 from athena.engine.context import NodeContext
 from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema
 from athena.engine.nodes.registry import register
-from athena.engine.timeutil import iso
+from athena.timeutil import iso
 
 DEFAULT_TIMEZONE = "UTC"
 MAX_CRON_FIELDS = 5  # minute granularity: no seconds / years fields

@@ -12,7 +12,7 @@ from marshmallow import ValidationError, fields, validate, validates, validates_
 from athena.engine.context import NodeContext
 from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema, Suspend
 from athena.engine.nodes.registry import register
-from athena.engine.timeutil import iso, parse_iso
+from athena.timeutil import iso, parse_iso
 
 MAX_WAIT_SECONDS = 366 * 24 * 3600
 # A resumption that arrives this early (clock skew between scheduler and worker) still counts.
