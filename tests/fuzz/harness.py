@@ -168,10 +168,22 @@ def _short_waits(case) -> None:
     if case.operation.label != WEBHOOK or not isinstance(case.query, dict):
         return
     timeout = case.query.get("timeout")
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0.1 <= timeout <= 300:
-        case.query["timeout"] = min(timeout, WAIT_AT_MOST)
+    seconds = _number(timeout)
+    if seconds is not None and 0.1 <= seconds <= 300:  # a valid one, as a number or as its text (coverage phase)
+        case.query["timeout"] = min(seconds, WAIT_AT_MOST)
     elif timeout in (None, "") and _positive_at(case, ParameterLocation.QUERY):
         case.query["timeout"] = WAIT_AT_MOST
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _without_nul_in_keys(value: Any) -> Any:
