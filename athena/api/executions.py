@@ -6,7 +6,8 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from athena.api import examples
-from athena.api.base import PageArgsSchema, envelope, page_envelope, paginate
+from athena.api.base import envelope
+from athena.api.pagination import PageArgsSchema, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
 from athena.schemas.executions import (
     ExecutionCountArgsSchema,

@@ -5,7 +5,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from athena.api import examples
-from athena.api.base import PageArgsSchema, envelope, list_envelope, page_envelope, paginate
+from athena.api.base import envelope, list_envelope
+from athena.api.pagination import PageArgsSchema, page_envelope, paginate
 from athena.auth import SECURITY, current_user, login_required
 from athena.engine import registry
 from athena.schemas.workflows import (
