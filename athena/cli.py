@@ -64,7 +64,6 @@ def create_token(email: str, name: str) -> None:
 
 
 secrets_cli = AppGroup("secrets", help="Manage stored secrets (webhook secrets, secret workflow variables).")
-ROTATE_BATCH = 200
 
 
 @secrets_cli.command("rotate")
@@ -76,47 +75,10 @@ def rotate_secrets(dry_run: bool) -> None:
     rewritten under SECRET_KEY; values already under it are left as they are, so running it
     again changes nothing. Exits 1, naming them, if some value no configured key decrypts (the
     others are still re-encrypted)."""
-    from athena.crypto import UndecryptableSecret, configured_keys, rotate
-    from athena.extensions import db
-    from athena.models import Workflow
+    from athena.crypto import configured_keys
+    from athena.services.secrets import rotate_stored_secrets
 
-    counts = {"rotated": 0, "current": 0}
-    unreadable: list[str] = []
-
-    def rotated(stored: str, what: str) -> str:
-        try:
-            new = rotate(stored, what)
-        except UndecryptableSecret:
-            unreadable.append(what)
-            return stored
-        counts["rotated" if new != stored else "current"] += 1
-        return new
-
-    ids = db.session.execute(select(Workflow.id).order_by(Workflow.id)).scalars().all()
-    for start in range(0, len(ids), ROTATE_BATCH):
-        # Locked (PostgreSQL) so that an edit made meanwhile is not overwritten.
-        chunk = db.session.execute(select(Workflow).where(Workflow.id.in_(ids[start:start + ROTATE_BATCH]))
-                                   .order_by(Workflow.id).with_for_update(of=Workflow)).scalars().all()
-        for workflow in chunk:
-            label = f"workflow {workflow.uuid} ({workflow.name!r})"
-            if workflow.webhook_secret:
-                new = rotated(workflow.webhook_secret, f"{label}: webhook_secret")
-                if new != workflow.webhook_secret:
-                    workflow.webhook_secret = new
-            variables = dict(workflow.variables or {})
-            changed = False
-            for name, value in variables.items():
-                if isinstance(value, dict) and value.get("secret") and value.get("value"):
-                    new = rotated(value["value"], f"{label}: variables.{name}")
-                    if new != value["value"]:
-                        variables[name], changed = {**value, "value": new}, True
-            if changed:
-                workflow.variables = variables  # a new dict: the JSON column sees the change
-        if dry_run:
-            db.session.rollback()
-        else:
-            db.session.commit()
-
+    counts, unreadable = rotate_stored_secrets(dry_run=dry_run)
     fallbacks = len(configured_keys()) - 1
     verb = "would re-encrypt" if dry_run else "re-encrypted"
     click.echo(f"secrets: {verb} {counts['rotated']} under SECRET_KEY, {counts['current']} already under it, "
