@@ -148,11 +148,15 @@ class Config:
     WS_POLL_SECONDS = _env_float("ATHENA_WS_POLL_SECONDS", 1.0)
     WS_RECHECK_SECONDS = _env_float("ATHENA_WS_RECHECK_SECONDS", 30.0)
     WS_FINISH_GRACE_SECONDS = _env_float("ATHENA_WS_FINISH_GRACE_SECONDS", 2.0)
-    # One reader per process fans events out (athena/fanout.py): a socket more than this many
-    # events behind is closed with 1013 (reconnect with after_seq); the hub gives up (1011) after
-    # this long without a successful read of Redis.
+    # One reader per process fans events out (athena/websocket/fanout.py): a socket more than
+    # this many events behind is closed with 1013 (reconnect with after_seq); the hub gives up
+    # (1011) after this long without a successful read of Redis.
     WS_QUEUE_LIMIT = _env_int("ATHENA_WS_QUEUE_LIMIT", 5000)
     WS_HUB_FAIL_SECONDS = _env_float("ATHENA_WS_HUB_FAIL_SECONDS", 10.0)
+    # Events written as frames made once per process, by the hub thread to idle workspace sockets
+    # (simple-websocket internals); "0": only the library's send(), by each socket's own thread.
+    # docs/websocket.md has the measurement behind the default.
+    WS_DIRECT_WRITE = str(_env("ATHENA_WS_DIRECT_WRITE", "1")).strip().lower() not in ("0", "false", "no", "off")
     JOB_TIMEOUT_SECONDS = _env_int("ATHENA_JOB_TIMEOUT", 3600)
     # Crash recovery: lease TTL of a running execution, sweeper period, crashes before failing.
     EXECUTION_LEASE_SECONDS = _env_float("ATHENA_LEASE_SECONDS", 15.0)

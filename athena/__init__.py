@@ -69,7 +69,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
         "info": {"description": "Athena workflow automation API"},
     }
 
-    from athena import admin, cli, models, realtime  # noqa: F401  (models register their tables)
+    from athena import admin, cli, models, websocket  # noqa: F401  (models register their tables)
     from athena.engine import budget
     from athena.extensions import api, db, migrate, sock
     from athena.redis_client import init_redis
@@ -93,7 +93,7 @@ def create_app(config_object: object | str | None = None) -> Flask:
     api.register_converter(UuidString, uuid_parameter_schema)
     for name in BLUEPRINT_MODULES:
         api.register_blueprint(import_module(name).blp)
-    realtime.init_app(app)
+    websocket.init_app(app)
 
     _register_docs_assets(app)
     admin.init_app(app)

@@ -37,6 +37,8 @@ def run_database(db: str, scenarios: list[int], settings: Settings, args: argpar
                   keep_instance=args.keep_instance)
     if args.inline_max_nodes is not None:  # 0: every execution goes through the queue and a worker
         stack.extra_env["ATHENA_INLINE_MAX_NODES"] = str(args.inline_max_nodes)
+    if args.ws_direct_write is not None:
+        stack.extra_env["ATHENA_WS_DIRECT_WRITE"] = "1" if args.ws_direct_write == "on" else "0"
     stack.web_workers = args.web_workers
     out: dict[str, Any] = {"scenarios": scenarios}
     t0 = time.monotonic()
@@ -110,6 +112,8 @@ def run_profiles(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     stack = Stack(db="sqlite", redis="embedded", threads=args.threads, workers=1, label=f"{args.label}-profile")
     if args.inline_max_nodes is not None:
         stack.extra_env["ATHENA_INLINE_MAX_NODES"] = str(args.inline_max_nodes)
+    if args.ws_direct_write is not None:
+        stack.extra_env["ATHENA_WS_DIRECT_WRITE"] = "1" if args.ws_direct_write == "on" else "0"
     stack.start()
     result: dict[str, Any] = {"db": "sqlite", "seconds": seconds, "pyspy": _cmd([pyspy, "--version"])}
     try:

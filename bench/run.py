@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inline-max-nodes", type=int, default=None,
                    help="ATHENA_INLINE_MAX_NODES for the stack (default: the app's, 50); 0 sends every "
                         "?wait=true execution through the queue to a worker")
+    p.add_argument("--ws-direct-write", choices=("on", "off"), default=None,
+                   help="ATHENA_WS_DIRECT_WRITE for the stack (default: the app's, on): off sends every "
+                        "WebSocket message with the library's send() from the socket's own thread")
     p.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 5)")
     p.add_argument("--out", default=None, help="JSON output (default bench/results/<date>-<label>.json)")
     p.add_argument("--label", default=None)
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                               "gunicorn_threads": args.threads, "gunicorn_workers": args.web_workers,
                               "inline_max_nodes": "app default (50)" if args.inline_max_nodes is None
                               else args.inline_max_nodes,
+                              "ws_direct_write": args.ws_direct_write or "app default (on)",
                               "niceness": os.getpriority(os.PRIO_PROCESS, 0)}},
         "targets": report.TARGETS, "runs": {}, "skipped": []}
     t0 = time.monotonic()

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any, Callable
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 QUIET_LOGGERS = ("rq.worker", "rq.cron")
@@ -81,11 +82,21 @@ def start_periodic(connection: Redis, queue_name: str, jobs: list[tuple[Callable
     shortest = min(interval for _, interval in jobs)
 
     def loop() -> None:
+        failing = False  # Redis away: one line when it goes, one when it is back
         while not stop.is_set():
             try:
                 cron.enqueue_jobs()
-            except Exception:  # noqa: BLE001 - Redis hiccup: try again next tick
+            except RedisError as exc:  # Redis hiccup or outage: try again next tick
+                if not failing:
+                    log.warning("periodic: could not enqueue due jobs (%s: %s); retrying every tick",
+                                type(exc).__name__, exc)
+                failing = True
+            except Exception:  # noqa: BLE001 - logged, and tried again next tick
                 log.exception("periodic: could not enqueue due jobs")
+            else:
+                if failing:
+                    log.info("periodic: enqueuing due jobs again")
+                failing = False
             stop.wait(max(1.0, min(float(shortest), cron.calculate_sleep_interval())))
 
     threading.Thread(target=loop, name="athena-periodic", daemon=True).start()

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from flask import after_this_request, current_app, has_request_context
 from flask_smorest import abort
+from redis.exceptions import RedisError
 from rq.job import Job
 from sqlalchemy import Update, bindparam, select, update
 
@@ -20,6 +22,7 @@ from athena.services.workflows import public_variables
 from athena.timeutil import iso, utcnow
 
 JOB_FUNCTION = "jobs.run_execution.run_execution"
+logger = logging.getLogger(__name__)
 
 
 def job_id_for(execution: WorkflowExecution) -> str:
@@ -121,12 +124,19 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
     # is expired right after (a later read in this session reloads it).
     commit_keeping_loaded()
     # The ``pending`` event and the job go to Redis in one round trip, the event first.
-    pipe = get_redis().pipeline()
-    pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too
-    status_event(execution, "pending", mode=mode, pipeline=pipe)
-    if start and not running:
-        enqueue(execution, pipeline=pipe)
-    pipe.execute()
+    try:
+        pipe = get_redis().pipeline()
+        pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too
+        status_event(execution, "pending", mode=mode, pipeline=pipe)
+        if start and not running:
+            enqueue(execution, pipeline=pipe)
+        pipe.execute()
+    except RedisError as exc:
+        # The execution exists (committed above): failing the call now would only make a
+        # retrying client create it twice. It stays ``pending``; the sweeper queues it once
+        # Redis answers again (recovery.requeue_lost_pending).
+        logger.warning("execution %s created but not queued, Redis is unreachable (%s): "
+                       "the sweeper will queue it once Redis is back", execution.uuid, exc)
     db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
     _expire_after_the_answer(execution)
     return execution

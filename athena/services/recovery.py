@@ -4,8 +4,9 @@
   from its last checkpoint; the node that was running when the worker died runs again
   (at-least-once per node), every node checkpointed before it does not. After
   ``EXECUTION_MAX_CRASHES`` losses the execution fails with the reason in its metadata.
-- A ``pending`` execution whose RQ job vanished (Redis restarted without persistence) is
-  enqueued again.
+- A ``pending`` execution whose RQ job vanished (Redis restarted without persistence, or the
+  enqueue failed while Redis was unreachable), or whose job was stranded by a worker killed
+  while dequeuing it, is enqueued again.
 - A stop of a ``running`` execution whose worker is gone gets its final events here."""
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from rq import Queue
 from rq.job import Job
 from sqlalchemy import select, update
 
@@ -29,21 +31,66 @@ log = logging.getLogger(__name__)
 
 
 def _job_waiting(job_id: str | bytes | None) -> bool:
-    """Queued, scheduled, or taken by a worker moments ago (a job long "started" by a dead worker
-    is not in flight)."""
+    """Whether the RQ job will still run without the sweeper's help: really in its queue
+    (``LPOS``), in its scheduled or deferred registry, or taken by a worker moments ago (being
+    handed over, or ``started`` recently: the worker may not hold the lease yet). A job long
+    "started" by a dead worker is not in flight, nor is one stranded in the queue's
+    intermediate list (see :func:`_handing_over`)."""
     if not job_id:
         return False
+    job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+    redis = get_redis()
     try:
-        job = Job.fetch(job_id.decode() if isinstance(job_id, bytes) else job_id, connection=get_redis())
+        job = Job.fetch(job_id, connection=redis)
     except Exception:  # noqa: BLE001 - no such job
         return False
     status = job.get_status(refresh=False)
-    if status in ("queued", "deferred", "scheduled"):
-        return True
+    queue = Queue(job.origin, connection=redis)
+    if status == "queued":  # also while a worker dequeues it: the status changes when it starts
+        return queue.get_job_position(job_id) is not None or _handing_over(queue, job)
+    if status == "scheduled":
+        return job_id in queue.scheduled_job_registry
+    if status == "deferred":
+        return job_id in queue.deferred_job_registry
     # Taken by a worker but maybe not yet holding the lease (a fresh worker builds its app first).
     in_flight = timedelta(seconds=2 * current_app.config["EXECUTION_LEASE_SECONDS"] + 5)
     return status == "started" and job.started_at is not None and \
         to_naive_utc(job.started_at) >= utcnow() - in_flight
+
+
+def handover_key(job: Job) -> str:
+    """When the sweeper first saw this enqueueing of ``job`` in its queue's intermediate list
+    (the enqueue time is part of the key: a job enqueued again under the same id starts afresh)."""
+    enqueued = job.enqueued_at.timestamp() if job.enqueued_at else 0
+    return f"athena:rq:handover:{job.id}:{enqueued:.6f}"
+
+
+def _handing_over(queue: Queue, job: Job) -> bool:
+    """A worker dequeues a job by moving it from the queue to ``<queue key>:intermediate``
+    (``BLMOVE``), then marks it started and removes it from that list, a few milliseconds later.
+    Meanwhile its status still says ``queued``. A worker killed in between leaves it there:
+    RQ's own cleanup fails it only 10-20 minutes later. So a job counts as being handed over
+    for ``EXECUTION_LEASE_SECONDS`` after a sweep first saw it in that list (what a live worker
+    is given to take the lease of a job it started); after that it is stranded: it is taken out
+    of the list (so that RQ's cleanup never fails the job enqueued again under the same id) and
+    is not waiting."""
+    intermediate = queue.intermediate_queue
+    if job.id not in intermediate.get_job_ids():
+        return False  # in no list at all: lost (e.g. with Redis' last second before a crash)
+    redis = get_redis()
+    window = float(current_app.config["EXECUTION_LEASE_SECONDS"])
+    key = handover_key(job)
+    now = utcnow().timestamp()
+    if redis.set(key, now, nx=True, ex=max(3600, int(window * 10))):
+        return True  # first seen now
+    first_seen = float(redis.get(key) or now)
+    if now - first_seen < window:
+        return True
+    intermediate.remove(job.id)
+    redis.delete(key)
+    log.warning("recovery: job %s was left in %s by a worker that stopped while dequeuing it; "
+                "queueing its work again", job.id, intermediate.key)
+    return False
 
 
 def continuation_key(execution_uuid: str) -> str:

@@ -18,8 +18,8 @@ from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
 from athena.eventlog import workspace_stream_key
-from athena.fanout import Hub, hub_for
-from athena.realtime import WorkflowVisibility
+from athena.websocket.channels import WorkflowVisibility
+from athena.websocket.fanout import Hub, hub_for
 from tests.factories import make_user, make_workflow, make_workspace, token_for
 from tests.realtime.support import (
     SAFETY_TIMEOUT, Reader, connect, emit, execution_url, make_execution, make_scene, run_events, workspace_url,
@@ -195,9 +195,10 @@ def test_a_slow_client_is_closed_without_affecting_the_others(app, live_server, 
 
 
 def test_the_hub_thread_writes_to_parked_sockets_itself_and_nothing_changes_for_clients(app, live_server, log,
-                                                                                       readers):
+                                                                                       readers, monkeypatch):
     """Once a workspace socket has sent a live event (its framing is known) and its thread is
     parked, the hub writes the next events to it directly; the clients see the same stream."""
+    monkeypatch.setitem(app.config, "WS_DIRECT_WRITE", True)  # the path under test (on by default)
     owner, member = make_user(), make_user()
     workspace = make_workspace(owner, members={member: "viewer"})
     shared, private = make_workflow(workspace, owner), make_workflow(workspace, owner, visibility="private")

@@ -9,8 +9,8 @@ import pytest
 
 from athena.extensions import db
 from athena.models import ApiToken
-from athena.relay import registry_for
 from athena.timeutil import utcnow
+from athena.websocket.relay import registry_for
 from tests.factories import token_for
 from tests.realtime.support import (
     SAFETY_TIMEOUT, Reader, connect, emit, execution_url, make_execution, make_scene, run_events, workspace_url,

@@ -1,5 +1,6 @@
 """The wire form of WebSocket messages: JSON text, and the frame a server sends for it. A
-:class:`SharedEvent` makes both once for every socket that relays the same event."""
+:class:`SharedEvent` makes both once for every socket that relays the same event (the frame is
+written as it is only with ``WS_DIRECT_WRITE`` on: :mod:`athena.websocket.writer`)."""
 from __future__ import annotations
 
 import json

@@ -1,20 +1,20 @@
 """The WebSocket relay loop: every event of one event-log stream after a cursor, in seq order.
 
 The socket first sends what the log holds after its cursor (``XRANGE`` pages: the replay), then
-subscribes to the process's shared reader (:mod:`athena.fanout`), replays the few entries between
-its cursor and the subscription's ``start`` (logged while it subscribed) and then sends the
-subscription's queue, which holds exactly the entries after ``start``, skipping seqs already
-sent: no event is lost or sent twice across the hand-over. The queue wait is bounded by
+subscribes to the process's shared reader (:mod:`athena.websocket.fanout`), replays the few
+entries between its cursor and the subscription's ``start`` (logged while it subscribed) and then
+sends the subscription's queue, which holds exactly the entries after ``start``, skipping seqs
+already sent: no event is lost or sent twice across the hand-over. The queue wait is bounded by
 ``block_seconds``, so a closed client frees its thread within about that long. Every
 ``recheck_seconds`` of idle the channel's ``recheck`` re-validates the token and the access (and,
 for executions, notices a finish whose ``execution.finished`` event never reached the log).
+How the events are written to the socket is :mod:`athena.websocket.writer`'s job.
 
 A socket more than its queue limit behind is closed with 1013 (its client reconnects with
 ``after_seq`` = the last seq it got); a hub that cannot read the log ends its sockets with 1011."""
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from flask import Flask
-from simple_websocket import ConnectionClosed
-from wsproto.events import TextMessage
 
 from athena.eventlog import EventLog
-from athena.fanout import DEFAULT_QUEUE_LIMIT, Hub, Overflowed, Subscription
-from athena.wsframes import SharedEvent, encode
+from athena.websocket.fanout import DEFAULT_QUEUE_LIMIT, Hub
+from athena.websocket.frames import SharedEvent, encode
+from athena.websocket.subscription import Overflowed, Subscription
+from athena.websocket.writer import writer_for
 
 NORMAL_CLOSURE = 1000
 TRY_AGAIN_LATER = 1013  # the socket fell too far behind: reconnect with after_seq
@@ -63,60 +63,6 @@ def refuse(ws: Any, refused: Refused) -> None:
     ws.close(reason=refused.code, message=refused.message)
 
 
-class Writer:
-    """Sends events to a flask-sock (simple_websocket) socket, each batch in one write. While the
-    connection frames messages plainly (seen on its first message: no extension such as
-    permessage-deflate), the events' shared frames go out as they are, framed once per process."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.raw = hasattr(ws, "ws") and hasattr(ws, "sock")  # else: ws.send() per message
-        self.plain: bool | None = None
-        self.unsent = b""  # the rest of a write the hub thread began (send_now): goes out first
-
-    def send_now(self, events: list[SharedEvent]) -> str:
-        """Hub thread, socket thread parked: write the shared frames without blocking. "sent";
-        "partial" (the rest is in ``unsent`` for the socket thread); "declined" (nothing written:
-        not a plain socket yet, or its buffer is full)."""
-        if not self.raw or self.plain is not True or self.unsent:
-            return "declined"
-        if not events:
-            return "sent"
-        data = events[0].frame if len(events) == 1 else b"".join(event.frame for event in events)
-        try:
-            sent = self.ws.sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return "declined"
-        if sent < len(data):
-            self.unsent = data[sent:]
-            return "partial"
-        return "sent"
-
-    def send(self, events: list[SharedEvent]) -> None:
-        ws = self.ws
-        if self.unsent:
-            data, self.unsent = self.unsent, b""
-            ws.sock.sendall(data)
-        if not events:
-            return
-        if not self.raw:
-            for event in events:
-                ws.send(event.text)
-            return
-        if not ws.connected:
-            raise ConnectionClosed(ws.close_reason, ws.close_message)
-        chunks = []
-        for event in events:
-            if self.plain:
-                chunks.append(event.frame)
-                continue
-            framed = ws.ws.send(TextMessage(data=event.text))
-            if self.plain is None:
-                self.plain = framed == event.frame
-            chunks.append(framed)
-        ws.sock.sendall(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-
-
 @dataclass
 class Relay:
     ws: Any
@@ -142,6 +88,9 @@ class Relay:
     final: dict[str, Any] | None = field(default=None, repr=False)
     # Events for which this returns False are skipped (the cursor still moves past them).
     visible: Callable[[dict[str, Any]], bool] | None = None
+    # WS_DIRECT_WRITE: shared frames straight onto the socket, by the hub thread while this
+    # socket's thread is parked (athena.websocket.writer); off: the library's ws.send() only.
+    direct_write: bool = True
 
     def finish_within_grace(self, final: dict[str, Any] | None = None) -> None:
         if self.deadline is None:
@@ -149,7 +98,7 @@ class Relay:
             self.final = final
 
     def __post_init__(self) -> None:
-        self.writer = Writer(self.ws)
+        self.writer = writer_for(self.ws, self.direct_write)
 
     def run(self) -> None:
         if self._replay(None) or self._reached_end():
@@ -179,7 +128,7 @@ class Relay:
 
     def _live(self, subscription: Subscription) -> None:
         next_check = time.monotonic() + self.recheck_seconds
-        if self.workspace and self.stop_event is None and self.end_seq is None:
+        if self.writer.direct and self.workspace and self.stop_event is None and self.end_seq is None:
             subscription.direct = self._direct  # a workspace feed: nothing but relaying to do
         while self.ws.connected:
             if self._reached_end():

@@ -1,5 +1,6 @@
-"""WebSocket channels (flask-sock): a snapshot, then every logged event after ``after_seq``,
-then the live relay from the Redis event log (see :mod:`athena.relay`).
+"""The two WebSocket channels (handlers of the routes :func:`athena.websocket.init_app` registers):
+the handshake's token and access checks, a snapshot, then every logged event after ``after_seq``,
+then the live relay from the Redis event log (see :mod:`athena.websocket.relay`).
 
 ``/api/v1/ws/workflow-executions/<uuid>``  one execution; closes (1000) after
                                            ``execution.finished``
@@ -12,7 +13,7 @@ Refusals are an ``{"event": "error", ...}`` message followed by close code 4401
 (unauthenticated), 4404 (not found / not a member) or 4400 (bad ``after_seq``). A socket that
 falls more than ``WS_QUEUE_LIMIT`` events behind gets such an error message and close code 1013
 (reconnect with ``after_seq`` = the last seq received); 1011 when the event log cannot be read.
-The log is read once per process for all sockets (:mod:`athena.fanout`)."""
+The log is read once per process for all sockets (:mod:`athena.websocket.fanout`)."""
 from __future__ import annotations
 
 import time
@@ -24,13 +25,13 @@ from sqlalchemy import select
 
 from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
 from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
-from athena.extensions import db, sock
-from athena.fanout import DEFAULT_QUEUE_LIMIT, hub_for
+from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution, Workspace
-from athena.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
 from athena.schemas.executions import ExecutionSchema
 from athena.services.access import NOT_FOUND, member_workspace_ids, visible_executions
 from athena.services.execution_queries import include
+from athena.websocket.fanout import DEFAULT_QUEUE_LIMIT, hub_for
+from athena.websocket.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
 
 SUBPROTOCOL = "bearer"
 FINISHED_EVENT = "execution.finished"
@@ -154,7 +155,8 @@ def _relay(ws: Any, app: Flask, log: EventLog, key: str, cursor: int, recheck: R
     return Relay(ws, log, key, cursor, recheck, hub_for(app), head=head, block_seconds=app.config["WS_POLL_SECONDS"],
                  recheck_seconds=app.config["WS_RECHECK_SECONDS"],
                  finish_grace_seconds=app.config["WS_FINISH_GRACE_SECONDS"],
-                 queue_limit=int(app.config.get("WS_QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)), **kw)
+                 queue_limit=int(app.config.get("WS_QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)),
+                 direct_write=bool(app.config.get("WS_DIRECT_WRITE", True)), **kw)
 
 
 def execution_channel(ws: Any, execution_uuid: str) -> None:
@@ -216,7 +218,9 @@ def workspace_channel(ws: Any, workspace_uuid: str) -> None:
            visible=WorkflowVisibility(app, user_id)).run()
 
 
-def _serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str) -> None:
+def serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str) -> None:
+    """Run a channel's handler for one socket: refusals become their close codes, a client that
+    went away is no error, anything else is logged and closes the socket with 1011."""
     app = current_app._get_current_object()
     with registry_for(app).track(f"{channel}:{uuid}"):
         try:
@@ -234,21 +238,3 @@ def _serve(channel: str, handler: Callable[[Any, str], None], ws: Any, uuid: str
                 ws.close(reason=1011, message="Internal server error")
             except (ConnectionClosed, OSError):
                 pass
-
-
-def init_app(app: Flask) -> None:
-    # Pings keep idle sockets alive through proxies and detect vanished clients; the server
-    # selects the "bearer" subprotocol when a browser sends its token that way.
-    options = dict(app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": app.config["WS_PING_SECONDS"]}))
-    subprotocols = list(options.get("subprotocols") or [])
-    options["subprotocols"] = subprotocols if SUBPROTOCOL in subprotocols else [*subprotocols, SUBPROTOCOL]
-    app.config["SOCK_SERVER_OPTIONS"] = options
-    registry_for(app)
-
-    @sock.route(EXECUTION_PATH)
-    def ws_workflow_execution(ws: Any, execution_uuid: str) -> None:
-        _serve("execution", execution_channel, ws, execution_uuid)
-
-    @sock.route(WORKSPACE_PATH)
-    def ws_workspace_executions(ws: Any, workspace_uuid: str) -> None:
-        _serve("workspace", workspace_channel, ws, workspace_uuid)

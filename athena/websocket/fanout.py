@@ -21,28 +21,26 @@ hub never blocks on a socket. When the last subscription of a key ends the hub s
 the thread ends when no key is left and is started again by the next ``subscribe``, as is a
 reader thread that died. A hub belongs to the process that created it (safe after fork).
 
-Direct delivery. A socket whose thread is parked in ``Subscription.get`` with nothing queued
-may offer a ``direct`` writer: the hub thread then writes the shared frames to that socket
-itself, without blocking (``MSG_DONTWAIT``), instead of waking its thread; at 100 sockets that
-is one thread writing 100 frames rather than 100 threads each taking the interpreter lock in
-turn. Anything it cannot finish (a full socket buffer, a visibility not known yet) goes the
-queued way, and a half-written batch is finished by the socket's own thread before anything
-else, so the order and the exactly-once guarantee above are unchanged."""
+Direct delivery (the hub thread writing to a parked socket itself) is described in
+:mod:`athena.websocket.subscription`."""
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
-from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from athena.eventlog import EventLog
-from athena.wsframes import SharedEvent
+from athena.redis_client import get_redis
+from athena.websocket.frames import SharedEvent
+from athena.websocket.subscription import HubUnavailable, Overflowed, Subscription
+
+__all__ = ["DEFAULT_QUEUE_LIMIT", "Hub", "HubUnavailable", "Overflowed", "Subscription", "hub_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,92 +49,6 @@ READ_COUNT = 1000  # entries per key per XREAD
 DEFAULT_QUEUE_LIMIT = 5000  # events queued for one socket before it is closed as too slow
 DEFAULT_FAIL_AFTER = 10.0  # seconds without a successful read before subscriptions fail
 WAKE_TRIES = 200  # CLIENT UNBLOCK attempts while the reader is about to block without a new key
-
-
-class Overflowed(Exception):
-    """The socket fell more than its queue limit behind the log."""
-
-
-class HubUnavailable(RuntimeError):
-    """The hub could not read the log (e.g. Redis down for longer than ``fail_after``)."""
-
-
-class Subscription:
-    """A socket's queue of the live entries of one key: exactly those after ``start``."""
-
-    def __init__(self, hub: Hub, key: str, start: int, limit: int) -> None:
-        self.hub, self.key, self.start, self.limit = hub, key, start, limit
-        self._cond = threading.Condition(threading.Lock())
-        self._items: deque[SharedEvent] = deque()
-        self._overflowed = False
-        self._failure: str | None = None
-        # Direct delivery: while the socket's thread is parked in get() with nothing queued, the
-        # hub thread itself hands the events to ``direct`` (which writes them without blocking)
-        # instead of waking that thread: one thread writes to many idle sockets. ``direct``
-        # returns "sent", "partial" (the socket thread must finish the write: it is woken) or
-        # "declined" (queue them as usual).
-        self.direct: Callable[[list[SharedEvent]], str] | None = None
-        self._parked = False
-
-    def offer(self, events: list[SharedEvent]) -> bool:
-        """Hub side (hub lock held): queue ``events``, or fail on overflow. Never blocks for long."""
-        with self._cond:
-            if self._overflowed or self._failure is not None:
-                return False
-            if self._parked and not self._items and self.direct is not None:
-                try:
-                    outcome = self.direct(events)  # the socket thread cannot leave get() meanwhile
-                except Exception:  # noqa: BLE001 - e.g. the socket closed: its own thread finds out
-                    outcome = "declined"
-                if outcome != "declined":
-                    self.hub.direct_deliveries += 1
-                    if outcome == "partial":
-                        self._cond.notify()
-                    return True
-            if len(self._items) + len(events) > self.limit:
-                self._overflowed = True
-                self._items.clear()  # the socket ends: free the memory now
-            else:
-                self._items.extend(events)
-            self._cond.notify()
-            return not self._overflowed
-
-    def fail(self, reason: str) -> None:
-        with self._cond:
-            self._failure = reason
-            self._cond.notify()
-
-    def get(self, timeout: float) -> list[SharedEvent]:
-        """The entries queued since the last call, waiting up to ``timeout`` s for one.
-
-        Raises :class:`Overflowed` at once, :class:`HubUnavailable` once the queue is drained."""
-        with self._cond:
-            if not self._items and not self._overflowed and self._failure is None:
-                self._parked = True
-                try:
-                    self._cond.wait(timeout)
-                finally:
-                    self._parked = False
-            if self._overflowed:
-                raise Overflowed(f"more than {self.limit} events behind")
-            if self._items:
-                items = list(self._items)
-                self._items.clear()
-                return items
-            failure = self._failure
-        if failure is not None:
-            raise HubUnavailable(failure)
-        self.hub.ensure_running()  # idle: revive a reader thread that died (positions are intact)
-        return []
-
-    def close(self) -> None:
-        self.hub.unsubscribe(self)
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Channel:
@@ -380,8 +292,6 @@ def hub_for(app: Flask) -> Hub:
         with _create_lock:
             hub = app.extensions.get(EXTENSION)
             if hub is None or hub.pid != os.getpid():
-                from athena.redis_client import get_redis
-
                 hub = Hub(get_redis(app), block_seconds=app.config["WS_POLL_SECONDS"],
                           fail_after=float(app.config.get("WS_HUB_FAIL_SECONDS", DEFAULT_FAIL_AFTER)))
                 app.extensions[EXTENSION] = hub
