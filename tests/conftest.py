@@ -51,7 +51,7 @@ def app(test_settings):
 
     application = create_app(Cfg)
     with application.app_context():
-        from flask_migrate import downgrade, upgrade
+        from flask_migrate import upgrade
 
         if db.engine.dialect.name == "postgresql":
             db.session.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))

@@ -1,4 +1,4 @@
-from tests.factories import PASSWORD, make_user, make_workspace, token_for
+from tests.factories import PASSWORD, make_user, token_for
 
 
 def test_sign_in_returns_token_and_user(client):

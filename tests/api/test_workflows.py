@@ -297,7 +297,8 @@ def test_execution_counters_partition_every_status(client):
     executions_count: in progress = pending, running, waiting; for review = paused (awaiting a
     human); completed; failed; cancelled."""
     owner, *_, workspace = _team()
-    busy, idle = make_workflow(workspace, owner, name="busy"), make_workflow(workspace, owner, name="idle")
+    busy = make_workflow(workspace, owner, name="busy")
+    make_workflow(workspace, owner, name="idle")
     seeded = {"pending": 1, "running": 2, "waiting": 3, "paused": 4, "completed": 5, "failed": 6, "cancelled": 7}
     for status, times in seeded.items():
         for _ in range(times):

@@ -7,7 +7,6 @@ import requests
 
 from tests.factories import make_user, make_workflow, make_workspace, token_for
 from tests.realtime.support import Reader, execution_url, workspace_url
-from tests.support.servers import wait_for
 
 NODES = [
     {"id": "hook", "type": "webhook"},

@@ -17,7 +17,7 @@ def check_count_requires_scope_and_dates(client, seed):
     ws = seed.workspaces["a1"].uuid
     dates = "start_date=2025-01-01&end_date=2025-01-31"
     for query in (dates, f"workspace_uuid={ws}", f"workspace_uuid={ws}&start_date=2025-01-01",
-                  f"workspace_uuid={ws}&end_date=2025-01-31", f"multiplai_id=org-a&start_date=2025-01-01",
+                  f"workspace_uuid={ws}&end_date=2025-01-31", "multiplai_id=org-a&start_date=2025-01-01",
                   f"workspace_uuid={ws}&start_date=x&end_date=2025-01-31"):
         body = _count(client, seed, query, status=422)
         assert "message" in body and "errors" in body

@@ -6,7 +6,6 @@ from pathlib import Path
 from sqlalchemy import text
 
 from athena.extensions import db
-from tests.factories import make_user, make_workflow, make_workspace
 from tests.support.servers import wait_for
 
 PASSWORD = "a-very-memorable-password"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from werkzeug.serving import make_server
@@ -103,10 +104,8 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-def serve_http(handler: type) -> "ThreadingHTTPServer":
+def serve_http(handler: type) -> ThreadingHTTPServer:
     """A local HTTP target on 127.0.0.1 (free port) with ``handler``, served from a daemon thread."""
-    from http.server import ThreadingHTTPServer
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
