@@ -71,7 +71,8 @@ def create_app(config_object: object | str | None = None) -> Flask:
 
     from athena import admin, cli, models, websocket  # noqa: F401  (models register their tables)
     from athena.engine import budget
-    from athena.extensions import api, db, migrate, sock
+    from athena.api.base import api
+    from athena.extensions import db, migrate, sock
     from athena.redis_client import init_redis
     from athena.urlconverters import UuidString, uuid_parameter_schema
 

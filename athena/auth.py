@@ -135,7 +135,7 @@ def _basic_user(value: str) -> User | None:
     found = user_for_token(secret)
     if found is not None and user is not None and found[1].kind == "app" and found[0].id == user.id:
         return user
-    attempt = begin_attempt(email)
+    attempt = begin_attempt(email, request.remote_addr)
     if not verify_password(user, secret):
         return None
     attempt.succeeded()

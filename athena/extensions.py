@@ -1,12 +1,11 @@
-"""Flask extensions, created unbound and bound in ``create_app`` with ``init_app``."""
+"""Flask extensions, created unbound and bound in ``create_app`` with ``init_app`` (the API's own,
+flask-smorest's ``Api``, is ``athena.api.base.api``: models and services import this module)."""
 from __future__ import annotations
 
 from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
-
-from athena.api.base import AthenaApi
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -20,4 +19,3 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 sock = Sock()
-api = AthenaApi()

@@ -1,7 +1,7 @@
 """Authentication and the authenticated user (API Reference -> Authentication, User)."""
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -41,7 +41,7 @@ class SignIn(MethodView):
     @blp.alt_response(429, **RATE_LIMITED)
     def post(self, body):
         """Sign in with email and password; returns a session token"""
-        attempt = begin_attempt(body["email"])  # 429 here, before any argon2 work
+        attempt = begin_attempt(body["email"], request.remote_addr)  # 429 here, before any argon2 work
         user = user_by_email(body["email"])
         if not verify_password(user, body["password"]):
             abort(401, message=INVALID_CREDENTIALS)

@@ -1,8 +1,10 @@
-"""Project-wide API behaviour: the Api subclass, the ``{"data": ...}`` envelope and the
-``{"message", "errors"}`` error shape (pagination: athena/api/pagination.py)."""
+"""Project-wide API behaviour: the Api subclass and the app's instance of it (``api``), the
+``{"data": ...}`` envelope and the ``{"message", "errors"}`` error shape, of HTTP errors and of
+the domain errors services raise (athena/errors.py) alike (pagination: athena/api/pagination.py)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from flask_smorest import Api, abort
@@ -11,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from athena.api.input_guard import guard_input, sends_a_body
 from athena.api.openapi import AthenaSpecPlugin
+from athena.errors import DomainError
 from athena.schemas.common import JSON_VALUE_REF, JSON_VALUE_SCHEMA
 
 _envelopes: dict[tuple[str, str], type[Schema]] = {}
@@ -96,22 +99,38 @@ class AthenaApi(Api):
                         view_method, "athena_requires_body", False):
                     setattr(view_class, method.lower(), _requiring_body(view_method))
 
+    def _register_error_handlers(self) -> None:
+        super()._register_error_handlers()
+        self._app.register_error_handler(DomainError, self.handle_domain_error)
+
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         data = getattr(error, "data", None) or {}
         errors = data.get("errors", data.get("messages"))
-        payload: dict[str, Any] = {"message": data.get("message") or error.description or error.name}
-        if errors is not None:
-            payload["errors"] = _flatten_errors(errors)
-            if error.code == 422 and "message" not in data:
-                payload["message"] = _first_message(payload["errors"]) or "The given data was invalid."
-        if error.code == 500:
-            payload = {"message": "Internal server error"}
-        headers = data.get("headers") or {}
+        headers = dict(data.get("headers") or {})
         if hasattr(error, "get_headers"):
             for key, value in error.get_headers():
                 if key.lower() not in ("content-type", "content-length"):
                     headers.setdefault(key, value)
-        return payload, error.code, headers
+        if error.code == 500:
+            return {"message": "Internal server error"}, 500, headers
+        payload, status, headers = error_answer(
+            error.code, data.get("message") or error.description or error.name, errors, headers)
+        if errors is not None and error.code == 422 and "message" not in data:
+            payload["message"] = _first_message(payload["errors"]) or "The given data was invalid."
+        return payload, status, headers
+
+    def handle_domain_error(self, error: DomainError):
+        """What a service raised (athena/errors.py): answered like an HTTP error of its status."""
+        return error_answer(error.status, error.message, error.errors, error.headers)
+
+
+def error_answer(status: int, message: str, errors: Any = None,
+                 headers: Mapping[str, str] | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Every error answer of the API: ``{"message", "errors"?}`` (errors by field), status, headers."""
+    payload: dict[str, Any] = {"message": message}
+    if errors is not None:
+        payload["errors"] = _flatten_errors(errors)
+    return payload, status, dict(headers or {})
 
 
 def envelope(schema: type[Schema]) -> type[Schema]:
@@ -130,3 +149,7 @@ def list_envelope(schema: type[Schema]) -> type[Schema]:
         name = schema.__name__.removesuffix("Schema") + "ListResponse"
         _envelopes[key] = Schema.from_dict({"data": fields.List(fields.Nested(schema), required=True)}, name=name)
     return _envelopes[key]
+
+
+# The API of the app, bound in ``create_app`` (``api.init_app``).
+api = AthenaApi()

@@ -1,6 +1,7 @@
 """Workflow executions (API Reference -> Workflow Execution)."""
 from __future__ import annotations
 
+from flask import after_this_request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
@@ -58,7 +59,8 @@ class Executions(MethodView):
         workflow = get_workflow(current_user(), body["workflow_uuid"], write=True)
         if not workflow.is_active:
             abort(409, message="The workflow is inactive.")
-        execution = service.create_execution(workflow, current_user(), mode=body["mode"], input=body.get("input"))
+        execution = service.create_execution(workflow, current_user(), mode=body["mode"], input=body.get("input"),
+                                             expire_later=after_this_request)
         return {"data": execution}
 
 
@@ -126,4 +128,4 @@ class ExecutionRetry(MethodView):
     def post(self, uuid):
         """Retry a failed execution from the failed node, reusing earlier outputs"""
         original = get_execution(current_user(), uuid, write=True)
-        return {"data": service.retry_execution(original, current_user())}
+        return {"data": service.retry_execution(original, current_user(), expire_later=after_this_request)}

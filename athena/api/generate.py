@@ -14,11 +14,11 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
 
 from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
 from athena.auth import SECURITY, current_user, login_required
+from athena.errors import DomainError
 from athena.schemas.generate import GeneratedWorkflowSchema, GenerateInvalidSchema, GenerateRequestSchema
 from athena.schemas.workflows import WorkflowSchema
 from athena.services.access import get_workspace
@@ -82,10 +82,8 @@ def _sse(generation: Generation) -> Iterator[str]:
         ok = True
     except GenerateError as exc:
         yield _event("error", exc.payload())
-    except HTTPException as exc:  # e.g. create_workflow's own validation
-        data = getattr(exc, "data", None) or {}
-        yield _event("error", {"status": exc.code, "message": data.get("message") or exc.description,
-                               "errors": data.get("errors", data.get("messages"))})
+    except DomainError as exc:  # e.g. create_workflow's own validation
+        yield _event("error", {"status": exc.status, "message": exc.message, "errors": exc.errors})
     except Exception:  # noqa: BLE001 - the stream has started: report, do not crash
         current_app.logger.exception("workflow generation failed")
         yield _event("error", {"status": 500, "message": "Internal server error"})

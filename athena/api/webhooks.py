@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, after_this_request, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from redis.exceptions import RedisError
 
 from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
+from athena.api.webhook_auth import claim_signature, webhook_caller
 from athena.auth import SECURITY, current_user
 from athena.engine.nodes.respond_to_webhook import RespondToWebhook, render
 from athena.eventlog import event_log_for_app, stream_key
@@ -20,7 +21,6 @@ from athena.services import executions as service
 from athena.services import inline
 from athena.services.access import get_workflow
 from athena.services.rate_limit import enforce_webhook_limit
-from athena.services.webhook_auth import claim_signature, webhook_caller
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/workflows", description="Webhook triggers")
 
@@ -122,10 +122,12 @@ class WorkflowWebhook(MethodView):
         enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
         claim_signature()  # a signed call's signature, once: after the 409/429 above, so they don't use it up
         if args["wait"] and inline.eligible(workflow):
-            execution = inline.run_inline_if_free(workflow, current_user(), mode="webhook", input=webhook_payload())
+            execution = inline.run_inline_if_free(workflow, current_user(), mode="webhook", input=webhook_payload(),
+                                                  expire_later=after_this_request)
             if execution is not None:
                 return {"data": execution}, 200 if execution.is_finished else 202
-        execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload())
+        execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload(),
+                                             expire_later=after_this_request)
         if not args["wait"]:
             return {"data": execution}
         timeout = args.get("timeout") or current_app.config["WEBHOOK_WAIT_TIMEOUT"]

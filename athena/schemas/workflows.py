@@ -10,6 +10,7 @@ from athena.models import VISIBILITIES
 from athena.schemas.common import (
     JSON_VALUE_REF, Json, QuerySchema, StrictSchema, Text, UtcDateTime, not_blank,
 )
+from athena.services.secrets import public_variables
 
 # -- the workflow graph: Node and Edge ------------------------------------------------------------
 #
@@ -200,8 +201,6 @@ class WorkflowSchema(Schema):
     has_webhook_secret = fields.Function(lambda w: bool(w.webhook_secret), metadata={"type": "boolean"})
 
     def dump_variables(self, workflow) -> dict:
-        from athena.services.workflows import public_variables
-
         return public_variables(workflow.variables)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from flask_smorest import abort
 from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
+from athena.errors import Forbidden, NotFound
 from athena.extensions import db
 from athena.models import WRITE_ROLES, User, Workflow, WorkflowExecution, Workspace, WorkspaceMember
 
@@ -44,12 +44,12 @@ def role_in(user: User, workspace_id: int) -> str | None:
 
 def require_write(user: User, workspace_id: int) -> None:
     if role_in(user, workspace_id) not in WRITE_ROLES:
-        abort(403, message=FORBIDDEN)
+        raise Forbidden(FORBIDDEN)
 
 
 def require_owner(user: User, workspace_id: int) -> None:
     if role_in(user, workspace_id) != "owner":
-        abort(403, message=FORBIDDEN)
+        raise Forbidden(FORBIDDEN)
 
 
 def _member_workspace(user: User, uuid: str) -> Select:
@@ -66,7 +66,7 @@ def member_workspace_id_list(user: User, uuid: str) -> list[int]:
 def get_workspace(user: User, uuid: str, *, write: bool = False) -> Workspace:
     workspace = db.session.execute(_member_workspace(user, uuid)).scalar_one_or_none()
     if workspace is None:
-        abort(404, message=NOT_FOUND)
+        raise NotFound(NOT_FOUND)
     if write:
         require_write(user, workspace.id)
     return workspace
@@ -111,10 +111,10 @@ def get_workflow(user: User, uuid: str, *, write: bool = False, lock: bool = Fal
     allows writing (the role comes with the workflow, in the same query)."""
     row = db.session.execute(_workflow_with_role(lock), {"user_id": user.id, "uuid": uuid}).one_or_none()
     if row is None:
-        abort(404, message=NOT_FOUND)
+        raise NotFound(NOT_FOUND)
     workflow, user_role = row
     if write and user_role not in WRITE_ROLES:
-        abort(403, message=FORBIDDEN)
+        raise Forbidden(FORBIDDEN)
     return workflow
 
 
@@ -140,7 +140,7 @@ def get_execution(user: User, uuid: str, *, write: bool = False) -> WorkflowExec
         visible_executions(user).where(WorkflowExecution.uuid == uuid)
     ).scalar_one_or_none()
     if execution is None:
-        abort(404, message=NOT_FOUND)
+        raise NotFound(NOT_FOUND)
     if write:
         require_write(user, execution.workspace_id)
     return execution

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask_smorest import abort
 from sqlalchemy import Select, select, update
 
+from athena.errors import Conflict, NotFound
 from athena.eventlog import event_log_for_app
 from athena.extensions import db
 from athena.models import TERMINAL_STATUSES, User, WorkflowApproval, WorkflowExecution
@@ -164,7 +164,7 @@ def _find(execution: WorkflowExecution, ref: str) -> WorkflowApproval:
                                        column == (int(ref) if column is WorkflowApproval.id else ref))
     ).scalar_one_or_none()
     if approval is None:
-        abort(404, message=NOT_FOUND)
+        raise NotFound(NOT_FOUND)
     return approval
 
 
@@ -173,9 +173,9 @@ def decide(user: User, execution_uuid: str, ref: str, decision: str, comment: st
     execution = get_execution(user, execution_uuid, write=True)
     approval = _find(execution, ref)
     if approval.status != "pending":
-        abort(409, message=f"This approval is already {approval.status}.")
+        raise Conflict(f"This approval is already {approval.status}.")
     if execution.status != "paused":
-        abort(409, message=f"The execution is {execution.status}: it is not awaiting approval.")
+        raise Conflict(f"The execution is {execution.status}: it is not awaiting approval.")
     now = utcnow()
     won = db.session.execute(
         update(WorkflowApproval).where(WorkflowApproval.id == approval.id, WorkflowApproval.status == "pending")
@@ -184,7 +184,7 @@ def decide(user: User, execution_uuid: str, ref: str, decision: str, comment: st
     ).rowcount == 1
     if not won:
         db.session.rollback()
-        abort(409, message="This approval was already decided.")
+        raise Conflict("This approval was already decided.")
     _refresh_review_flag(execution.id)
     db.session.refresh(approval)
     payload = decision_payload(approval)

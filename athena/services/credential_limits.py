@@ -4,8 +4,9 @@ Every password check (``POST /api/v1/auth/sign-in``, HTTP Basic on ``GET /api/v1
 counted, BEFORE the argon2 verification, on two fixed-window counters of
 :mod:`athena.services.rate_limit` (Redis, shared by every web process):
 
-- the **client address** (``request.remote_addr``; an IPv6 address by its /64, the block one host
-  usually owns; an IPv4-mapped IPv6 address as IPv4): ``AUTH_FAILURE_LIMIT_PER_ADDRESS``;
+- the **client address** (the caller passes ``request.remote_addr``; an IPv6 address by its /64,
+  the block one host usually owns; an IPv4-mapped IPv6 address as IPv4):
+  ``AUTH_FAILURE_LIMIT_PER_ADDRESS``;
 - the **account**, the presented email lower-cased and stripped, known or not (an unknown email
   behaves exactly like a known one, so the limit reveals nothing): ``AUTH_FAILURE_LIMIT_PER_ACCOUNT``;
 
@@ -14,11 +15,12 @@ first and an attempt refused by it never touches an account counter, so one addr
 create more than its limit of account counters per window, and every counter expires with its
 window: nobody is locked out for longer than the window.
 
-Past a limit the check is answered 429 (``Retry-After``: whole seconds until that counter's
-window ends, at least 1) without verifying anything, the right password included: a guesser
-learns nothing while locked out. A check that succeeds is taken back (``Attempt.succeeded``), so
-only failures use up the budget, but a success does not reset the counter either: a script
-signing in every minute must not hand an attacker a fresh set of guesses each time.
+Past a limit the check raises :class:`athena.errors.RateLimited`, answered 429 (``Retry-After``:
+whole seconds until that counter's window ends, at least 1), without verifying anything, the
+right password included: a guesser learns nothing while locked out. A check that succeeds is
+taken back (``Attempt.succeeded``), so only failures use up the budget, but a success does not
+reset the counter either: a script signing in every minute must not hand an attacker a fresh
+set of guesses each time.
 
 Keys: ``athena:ratelimit:auth:account:<h>`` and ``athena:ratelimit:auth:address:<h>``, ``h`` an
 HMAC-SHA256 (keyed with ``SECRET_KEY``) of the normalised value: Redis never holds emails or
@@ -37,10 +39,10 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from flask import current_app, request
-from flask_smorest import abort
+from flask import current_app
 from redis import RedisError
 
+from athena.errors import RateLimited
 from athena.redis_client import RedisNotConfigured
 from athena.services.rate_limit import hit_key, release
 
@@ -93,14 +95,14 @@ class Attempt:
                 return
 
 
-def begin_attempt(email: str) -> Attempt:
-    """Count a credential check for ``email`` from this request's address; 429 (``Retry-After``,
-    JSON ``{"message"}``) when the address or the account is over its limit. Call before the
-    password is verified, and ``succeeded()`` on the result when it matched."""
+def begin_attempt(email: str, address: str | None) -> Attempt:
+    """Count a credential check for ``email`` from the client ``address``; raises
+    :class:`RateLimited` (429, ``Retry-After``) when the address or the account is over its limit.
+    Call before the password is verified, and ``succeeded()`` on the result when it matched."""
     config = current_app.config
     window = float(config.get("AUTH_FAILURE_WINDOW_SECONDS") or 0)
     counters = [(key, limit) for key, limit in (
-        (address_key(request.remote_addr), int(config.get("AUTH_FAILURE_LIMIT_PER_ADDRESS") or 0)),
+        (address_key(address), int(config.get("AUTH_FAILURE_LIMIT_PER_ADDRESS") or 0)),
         (account_key(email), int(config.get("AUTH_FAILURE_LIMIT_PER_ACCOUNT") or 0)),
     ) if limit > 0]
     if window <= 0:
@@ -115,7 +117,6 @@ def begin_attempt(email: str) -> Attempt:
             return Attempt(tuple(counted))
         counted.append(key)
         if not decision.allowed:
-            abort(429, message=(f"Too many failed sign-in attempts for this account or from this address. "
-                                f"Retry after {decision.retry_after} seconds."),
-                  headers={"Retry-After": str(decision.retry_after)})
+            raise RateLimited(f"Too many failed sign-in attempts for this account or from this address. "
+                              f"Retry after {decision.retry_after} seconds.", retry_after=decision.retry_after)
     return Attempt(tuple(counted))

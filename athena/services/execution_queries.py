@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, time, timedelta
 
-from flask_smorest import abort
 from sqlalchemy import String, cast, false, func, or_, select
 from sqlalchemy.orm import selectinload
 
+from athena.errors import Invalid
 from athena.extensions import db
 from athena.models import Organization, User, Workflow, WorkflowApproval, WorkflowExecution, Workspace
 from athena.services.access import member_workspace_id_list, member_workspace_ids
@@ -98,7 +98,7 @@ def list_query(user: User, args: dict):
     if args.get("workflow_uuid"):
         workflow_uuids.append(args["workflow_uuid"])
     if not (args.get("workspace_uuid") or args.get("organization_multiplai_id") or workflow_uuids):
-        abort(422, message=SCOPE_REQUIRED, errors={"workspace_uuid": [SCOPE_REQUIRED]})
+        raise Invalid(SCOPE_REQUIRED, errors={"workspace_uuid": [SCOPE_REQUIRED]})
     if args.get("workspace_uuid"):  # wins over organization_multiplai_id
         workspace_ids = member_workspace_id_list(user, args["workspace_uuid"])
     elif args.get("organization_multiplai_id"):
@@ -176,7 +176,7 @@ def include(user: User, executions: list[WorkflowExecution], args: dict) -> list
 def count(user: User, args: dict) -> int:
     if not (args.get("workspace_uuid") or args.get("multiplai_id")):
         message = "workspace_uuid or multiplai_id is required."
-        abort(422, message=message, errors={"workspace_uuid": [message]})
+        raise Invalid(message, errors={"workspace_uuid": [message]})
     if args.get("workspace_uuid"):
         workspace_ids = member_workspace_id_list(user, args["workspace_uuid"])
     else:

@@ -24,14 +24,16 @@ from athena.engine import (
 )
 from athena.eventlog import EventLog, event_log_for_app
 from athena.extensions import db
-from athena.redis_client import get_redis
 from athena.models import Workflow, WorkflowExecution, WorkflowExecutionData
-from athena.services.executions import claim_final_events
+from athena.redis_client import get_redis
+from athena.services import approvals, recovery
+from athena.services import resume as resumption
+from athena.services.executions import claim_final_events, finished_event, status_event
 from athena.services.leases import Lease
 from athena.services.prebuilt import update_row
 from athena.services.run_support import bounded, parsed_graph
+from athena.services.secrets import runtime_variables
 from athena.services.status import transition
-from athena.services.workflows import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,6 @@ class ExecutionRun:
             return "missing"
         if execution.is_finished:
             if self.continuing:  # stopped during a hand-over: nobody may have emitted the final pair
-                from athena.services.executions import finished_event, status_event
-
                 if claim_final_events(execution.uuid):
                     status_event(execution, execution.status)
                     finished_event(execution, execution.status, error=execution.error)
@@ -158,8 +158,6 @@ class ExecutionRun:
         self.data_id = data.id
         self.meta = dict(data.meta or {})
         graph_json, entries = dict(data.data or {}), list(data.workflow_data or [])
-        from athena.services import resume as resumption
-
         if self.resume and not resumption.claim(execution.id, list(self.resume)):
             db.session.rollback()  # a duplicate or stale resumption: another job won this suspension
             return "stale resume"
@@ -175,9 +173,7 @@ class ExecutionRun:
             db.session.rollback()
             return "not runnable"
         if self.resume:  # approval nodes resume with the decision stored on their approval row
-            from athena.services.approvals import resolve_resume
-
-            self.resume = resolve_resume(self.execution_id, self.resume, self.emit)
+            self.resume = approvals.resolve_resume(self.execution_id, self.resume, self.emit)
         self.meta["workflow_execution_data_id"] = self.data_id
         if self.resume and timed_wait and self.meta.get("wait_started_at"):
             self.meta["wait_completed_at"] = iso(utcnow())
@@ -244,9 +240,8 @@ class ExecutionRun:
         }
 
     def start_child(self, workflow_uuid: str, input: Any, wait: bool, node_id: str | None = None) -> dict[str, Any]:  # noqa: A002
-        from athena.services.resume import start_child
-
-        return start_child(self.execution_id, node_id or self.meta.get("running_node"), workflow_uuid, input, wait)
+        return resumption.start_child(self.execution_id, node_id or self.meta.get("running_node"), workflow_uuid,
+                                      input, wait)
 
     def execution_time(self) -> int:
         """Milliseconds spent running, over every stretch of the run (documented as an integer)."""
@@ -321,20 +316,16 @@ class ExecutionRun:
             return self.stopped()
         approval = None
         if event.status == "paused":  # human review: a pending approval, in the same transaction
-            from athena.services.approvals import open_approval
-
-            approval = open_approval(self.execution_id, event.node_id, event.info, wait_till)
+            approval = approvals.open_approval(self.execution_id, event.node_id, event.info, wait_till)
         db.session.commit()
         self.emit("execution.status", status=event.status, node_id=event.node_id, wait_till=iso(wait_till),
                   info=event.info)
         if approval is not None:
             self.emit("approval.requested", **approval)
-        from athena.services.resume import resume_if_child_finished, schedule_resume
-
         if wait_till is not None:
-            schedule_resume(self.execution_id, self.uuid, event.node_id, wait_till)
+            resumption.schedule_resume(self.execution_id, self.uuid, event.node_id, wait_till)
         elif event.status == "waiting":  # a child may have finished before we were waiting
-            resume_if_child_finished(self.execution_id, event.node_id)
+            resumption.resume_if_child_finished(self.execution_id, event.node_id)
         return event.status
 
     def hand_over(self) -> str:
@@ -342,9 +333,7 @@ class ExecutionRun:
         continues from here (the lease is released when this job returns)."""
         self.meta["running_node"] = None
         self.save_batch()
-        from athena.services.recovery import enqueue_continuation
-
-        enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
+        recovery.enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
         return "handed over"
 
     def emit_final(self, status: str, **fields: Any) -> None:
@@ -382,7 +371,5 @@ class ExecutionRun:
         output, truncated = bounded(output)
         self.emit_final(status, output=output, output_truncated=truncated, error=error)
         if self.has_parent:  # a sub-workflow's child: its parent may be waiting on it
-            from athena.services.resume import notify_parent
-
-            notify_parent(self.execution_id)
+            resumption.notify_parent(self.execution_id)
         return status

@@ -3,22 +3,23 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Callable
 
-from flask import after_this_request, current_app, has_request_context
-from flask_smorest import abort
+from flask import current_app
 from redis.exceptions import RedisError
 from rq.job import Job
 from sqlalchemy import Update, bindparam, select, update
 
+from athena.errors import Conflict
 from athena.eventlog import event_log_for_app
 from athena.extensions import db
 from athena.models import (
     TERMINAL_STATUSES, User, Workflow, WorkflowApproval, WorkflowExecution, WorkflowExecutionData,
 )
 from athena.redis_client import get_queue, get_redis
+from athena.services.leases import lease_alive
+from athena.services.secrets import public_variables
 from athena.services.status import STOPPABLE, transition
-from athena.services.workflows import public_variables
 from athena.timeutil import iso, utcnow
 
 JOB_FUNCTION = "jobs.run_execution.run_execution"
@@ -98,13 +99,27 @@ def commit_keeping_loaded() -> None:
         session.expire_on_commit = True
 
 
+# Schedules a function, e.g. ``flask.after_this_request`` (which calls it with the response).
+ExpireLater = Callable[[Callable[..., Any]], Any]
+
+
+def at_once(function: Callable[[], Any]) -> None:
+    function()
+
+
 def create_execution(workflow: Workflow, user: User | None, *, mode: str, input: Any = None,
                      parent: WorkflowExecution | None = None, parent_node_id: str | None = None,
                      retry_of: WorkflowExecution | None = None, entries: list | None = None,
-                     snapshot: dict | None = None, start: bool = True, running: bool = False) -> WorkflowExecution:
+                     snapshot: dict | None = None, start: bool = True, running: bool = False,
+                     expire_later: ExpireLater = at_once) -> WorkflowExecution:
     """Create a ``pending`` execution with a snapshot of the graph, count the trigger, enqueue it.
     With ``running`` (an inline run, :mod:`athena.services.inline`) it is created ``running``
-    for the caller to run it at once, and not enqueued."""
+    for the caller to run it at once, and not enqueued.
+
+    The execution is returned as created; what workers change afterwards must be read again, so
+    it is expired at once, or when ``expire_later`` calls the expiry it is given (the
+    API passes ``flask.after_this_request``: its answer shows the execution as created, ``pending``
+    even if a worker has started it meanwhile, without reloading it)."""
     now = utcnow()
     execution = WorkflowExecution(
         workflow_id=workflow.id, workspace_id=workflow.workspace_id, user_id=user.id if user else None,
@@ -138,14 +153,7 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
         logger.warning("execution %s created but not queued, Redis is unreachable (%s): "
                        "the sweeper will queue it once Redis is back", execution.uuid, exc)
     db.session.expire(workflow, ["trigger_count", "last_used_at", "updated_at"])
-    _expire_after_the_answer(execution)
-    return execution
-
-
-def _expire_after_the_answer(execution: WorkflowExecution) -> None:
-    """The answer shows the execution as created (``pending``, even if a worker has started it
-    meanwhile); after it, or at once outside a request, what workers change must be read again."""
-    instances = (execution.execution_data, execution)  # both loaded now (the request may detach them)
+    instances = (execution.execution_data, execution)  # both loaded now (a request may detach them)
 
     def expire(response: Any = None) -> Any:
         for instance in instances:
@@ -153,10 +161,8 @@ def _expire_after_the_answer(execution: WorkflowExecution) -> None:
                 db.session.expire(instance)
         return response
 
-    if has_request_context():
-        after_this_request(expire)
-    else:
-        expire()
+    expire_later(expire)
+    return execution
 
 
 def _cancel_queued_job(execution: WorkflowExecution) -> None:
@@ -178,7 +184,7 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
         db.session.refresh(execution)
         previous = execution.status
         if previous in TERMINAL_STATUSES:
-            abort(409, message=f"The execution is already {previous} and cannot be stopped.")
+            raise Conflict(f"The execution is already {previous} and cannot be stopped.")
         extra = {"requires_human_review": False} if previous == "paused" else {}
         if transition(execution.id, "cancelled", only_from=(previous,), error=reason, **extra):
             if previous == "paused":
@@ -186,16 +192,16 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
             break
         db.session.rollback()
     else:  # pragma: no cover - status kept changing under us
-        abort(409, message="The execution changed state while stopping; try again.")
+        raise Conflict("The execution changed state while stopping; try again.")
     db.session.commit()
     db.session.refresh(execution)
     log = event_log_for_app()
     log.request_stop(execution.uuid)
     _cancel_queued_job(execution)
-    from athena.services.recovery import worker_gone
-
-    # A running job emits the final events itself when it notices; a dead or absent one cannot.
-    if (previous != "running" or worker_gone(execution.uuid)) and claim_final_events(execution.uuid):
+    # A running job emits the final events itself when it notices; a dead or absent one (its
+    # lease gone) cannot.
+    if (previous != "running" or not lease_alive(get_redis(), execution.uuid)) and \
+            claim_final_events(execution.uuid):
         status_event(execution, "cancelled")
         finished_event(execution, "cancelled", error=reason)
     if cascade:
@@ -230,22 +236,23 @@ def _cascade_stop(execution: WorkflowExecution, seen: set[int]) -> None:
         if other.id not in seen and other.status in STOPPABLE:
             try:
                 stop_execution(other, reason=f"Stopped with execution {execution.uuid}", _seen=seen)
-            except Exception as exc:  # noqa: BLE001 - a 409 race on a relative must not undo this stop
-                if getattr(exc, "code", None) != 409:
-                    raise
+            except Conflict:  # a race on a relative must not undo this stop
+                pass
 
 
-def retry_execution(original: WorkflowExecution, user: User) -> WorkflowExecution:
-    """n8n-style retry: reuse the outputs of nodes that succeeded; continue from the failed node."""
+def retry_execution(original: WorkflowExecution, user: User, *,
+                    expire_later: ExpireLater = at_once) -> WorkflowExecution:
+    """n8n-style retry: reuse the outputs of nodes that succeeded; continue from the failed node
+    (``expire_later``: see :func:`create_execution`)."""
     if original.status == "completed":
-        abort(409, message="A completed execution cannot be retried.")
+        raise Conflict("A completed execution cannot be retried.")
     if original.status not in ("failed", "cancelled"):
-        abort(409, message=f"Only failed or cancelled executions can be retried (this one is {original.status}).")
+        raise Conflict(f"Only failed or cancelled executions can be retried (this one is {original.status}).")
     data = original.execution_data
     reused = [entry for entry in (data.workflow_data if data else []) if entry.get("status") == "success"]
     snapshot = data.data if data and data.data else None
     return create_execution(original.workflow, user, mode="retry", input=original.input, retry_of=original,
-                            entries=reused, snapshot=snapshot)
+                            entries=reused, snapshot=snapshot, expire_later=expire_later)
 
 
 def update_execution(execution: WorkflowExecution, changes: dict) -> WorkflowExecution:
@@ -257,7 +264,7 @@ def update_execution(execution: WorkflowExecution, changes: dict) -> WorkflowExe
 
 def delete_execution(execution: WorkflowExecution) -> None:
     if not execution.is_finished:
-        abort(409, message=f"The execution is {execution.status}: stop it before deleting it.")
+        raise Conflict(f"The execution is {execution.status}: stop it before deleting it.")
     now = utcnow()
     execution.deleted_at = now
     if execution.execution_data is not None:

@@ -19,6 +19,7 @@ from flask import current_app
 from athena.engine import registry
 from athena.models import User, Workspace
 from athena.services.generate_prompt import Errors, read_candidate, repair_message, response_format, system_prompt
+from athena.services.workflows import create_workflow
 
 MAX_REPAIRS = 2
 HEARTBEAT_SECONDS = 10.0
@@ -219,8 +220,6 @@ class Generation:
                 self.client.close()
 
     def create(self, workflow: dict[str, Any]) -> Any:
-        from athena.services.workflows import create_workflow
-
         body = {"workspace_uuid": self.workspace.uuid, **workflow}
         if self.body.get("visibility"):
             body["visibility"] = self.body["visibility"]

@@ -38,6 +38,9 @@ from sqlalchemy.orm import joinedload
 from athena.engine import registry
 from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution
+from athena.services.execution_run import ExecutionRun
+from athena.services.executions import ExpireLater, at_once, create_execution
+from athena.services.inline_run import DeferredRun, TooLong
 
 
 def eligible(workflow: Workflow) -> bool:
@@ -52,15 +55,15 @@ def eligible(workflow: Workflow) -> bool:
     return True
 
 
-def run_inline_if_free(workflow: Workflow, user: User | None, *, mode: str,
-                       input: Any) -> WorkflowExecution | None:  # noqa: A002
+def run_inline_if_free(workflow: Workflow, user: User | None, *, mode: str, input: Any,  # noqa: A002
+                       expire_later: ExpireLater = at_once) -> WorkflowExecution | None:
     """:func:`run_inline` once this process has a free inline slot (waiting up to
     ``INLINE_WAIT_SECONDS`` for one), else None (use the queue)."""
     slots = _slots()
     if not slots.acquire(timeout=float(current_app.config["INLINE_WAIT_SECONDS"])):
         return None
     try:
-        return run_inline(workflow, user, mode=mode, input=input)
+        return run_inline(workflow, user, mode=mode, input=input, expire_later=expire_later)
     finally:
         slots.release()
 
@@ -74,23 +77,22 @@ def _slots() -> threading.BoundedSemaphore:
     return slots
 
 
-def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any) -> WorkflowExecution:  # noqa: A002
+def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any,  # noqa: A002
+               expire_later: ExpireLater = at_once) -> WorkflowExecution:
     """Run the execution here and return it finished: in memory and committed as one batch
-    when it is short, else created ``running``, run with checkpoints and reloaded."""
-    from athena.services.inline_run import DeferredRun, TooLong
-
+    when it is short, else created ``running``, run with checkpoints and reloaded
+    (``expire_later``: see :func:`athena.services.executions.create_execution`)."""
     try:
         return DeferredRun(workflow, mode, input).run_and_record(user)
     except TooLong:
-        return run_persisted(workflow, user, mode=mode, input=input)
+        return run_persisted(workflow, user, mode=mode, input=input, expire_later=expire_later)
 
 
-def run_persisted(workflow: Workflow, user: User | None, *, mode: str, input: Any) -> WorkflowExecution:  # noqa: A002
+def run_persisted(workflow: Workflow, user: User | None, *, mode: str, input: Any,  # noqa: A002
+                  expire_later: ExpireLater = at_once) -> WorkflowExecution:
     """Create the execution ``running``, run it here, and return it reloaded (finished)."""
-    from athena.services.execution_run import ExecutionRun
-    from athena.services.executions import create_execution
-
-    execution = create_execution(workflow, user, mode=mode, input=input, start=False, running=True)
+    execution = create_execution(workflow, user, mode=mode, input=input, start=False, running=True,
+                                 expire_later=expire_later)
     execution_id = execution.id
     ExecutionRun(execution_id, continuing=True, announce=True).run()
     return db.session.execute(_reload_statement(), {"execution_id": execution_id}).unique().scalar_one()

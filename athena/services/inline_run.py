@@ -22,7 +22,7 @@ from athena.services.executions import (
 )
 from athena.services.prebuilt import insert_row
 from athena.services.run_support import bounded, graph_key, parsed_graph
-from athena.services.workflows import runtime_variables
+from athena.services.secrets import runtime_variables
 from athena.timeutil import utcnow
 
 

@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass
 
 from flask import current_app
-from flask_smorest import abort
 from redis import RedisError
 
+from athena.errors import RateLimited
 from athena.redis_client import get_redis
 
 PREFIX = "athena:ratelimit:webhook"
@@ -94,6 +94,6 @@ def enforce_webhook_limit(workflow_uuid: str) -> None:
         log.warning("webhook rate limit: Redis unavailable, letting the request through", exc_info=True)
         return
     if not decision.allowed:
-        abort(429, message=(f"Too many webhook calls for this workflow: at most {limit} per "
-                            f"{window:g} seconds. Retry after {decision.retry_after} seconds."),
-              headers={"Retry-After": str(decision.retry_after)})
+        raise RateLimited(f"Too many webhook calls for this workflow: at most {limit} per "
+                          f"{window:g} seconds. Retry after {decision.retry_after} seconds.",
+                          retry_after=decision.retry_after)

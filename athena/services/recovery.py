@@ -7,7 +7,8 @@
 - A ``pending`` execution whose RQ job vanished (Redis restarted without persistence, or the
   enqueue failed while Redis was unreachable), or whose job was stranded by a worker killed
   while dequeuing it, is enqueued again.
-- A stop of a ``running`` execution whose worker is gone gets its final events here."""
+- A stop of a ``running`` execution whose worker is gone (its lease expired) gets its final
+  events from the stop itself (``executions.stop_execution``), not from here."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,7 @@ from sqlalchemy import select, update
 from athena.extensions import db
 from athena.models import WorkflowExecution, WorkflowExecutionData
 from athena.redis_client import get_queue, get_redis
+from athena.services.executions import claim_final_events, enqueue, finished_event, job_id_for, status_event
 from athena.services.leases import lease_alive
 from athena.services.status import transition
 from athena.timeutil import iso, to_naive_utc, utcnow
@@ -161,8 +163,6 @@ def recover_orphans(grace_seconds: float) -> dict[str, int]:
 
 def requeue_lost_pending(grace_seconds: float) -> int:
     """``pending`` executions whose job is gone from Redis are enqueued again."""
-    from athena.services.executions import enqueue, job_id_for
-
     limit = utcnow() - timedelta(seconds=grace_seconds)
     executions = db.session.execute(
         select(WorkflowExecution).where(WorkflowExecution.status == "pending",
@@ -180,14 +180,8 @@ def requeue_lost_pending(grace_seconds: float) -> int:
 
 
 def _final_events(execution_id: int, status: str, error: str | None) -> None:
-    from athena.services.executions import claim_final_events, finished_event, status_event
-
     execution = db.session.get(WorkflowExecution, execution_id)
     if not claim_final_events(execution.uuid):
         return
     status_event(execution, status)
     finished_event(execution, status, error=error)
-
-
-def worker_gone(execution_uuid: str) -> bool:
-    return not lease_alive(get_redis(), execution_uuid)

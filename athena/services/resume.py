@@ -21,6 +21,7 @@ from athena.engine import NodeError
 from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution, WorkflowExecutionData
 from athena.redis_client import get_queue, get_redis
+from athena.services.executions import create_execution
 from athena.timeutil import iso, to_naive_utc, utcnow
 
 RESUME_FUNCTION = "jobs.run_execution.run_execution"
@@ -121,8 +122,6 @@ def start_child(parent_id: int, node_id: str, workflow_uuid: str, input: Any, wa
     """Create and enqueue a child execution (mode ``child``) of a workflow of the same workspace.
 
     Idempotent per (parent, node): a node re-run after a crash gets the child it already started."""
-    from athena.services.executions import create_execution
-
     parent = db.session.get(WorkflowExecution, parent_id)
     if parent is None:
         raise NodeError("the parent execution no longer exists", retryable=False)

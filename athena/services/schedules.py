@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app
-from flask_smorest import abort
 from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
@@ -30,9 +29,11 @@ from sqlalchemy import Text, cast, select
 from athena.engine.nodes.schedule import (
     DEFAULT_TIMEZONE, cron_problem, is_tick, latest_tick, next_tick, timezone_problem,
 )
+from athena.errors import Invalid
 from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution
 from athena.redis_client import RedisNotConfigured, get_queue, get_redis
+from athena.services.executions import create_execution
 from athena.timeutil import iso
 
 TICK_FUNCTION = "jobs.schedules.run_tick"
@@ -98,7 +99,7 @@ def validate_nodes(nodes: Any) -> None:
                 errors.setdefault(f"nodes.{node_id}.parameters.{name}", []).append(
                     f"node '{node_id}': parameter '{name}': {problem}")
     if errors:
-        abort(422, message=next(iter(errors.values()))[0], errors=errors)
+        raise Invalid(next(iter(errors.values()))[0], errors=errors)
 
 
 def spec_of(workflow: Workflow | None) -> Spec | None:
@@ -180,8 +181,6 @@ def claim(workflow: Workflow, tick: datetime) -> bool:
 
 def fire_tick(workflow_id: int, tick_epoch: int, *, now: datetime | None = None) -> str:
     """The body of a tick job: maybe create one ``schedule`` execution, arm the next tick."""
-    from athena.services.executions import create_execution
-
     moment = _aware(now)
     workflow = db.session.get(Workflow, workflow_id)
     spec = spec_of(workflow)

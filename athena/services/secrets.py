@@ -1,14 +1,69 @@
-"""Stored secrets under the key ring (athena/crypto.py): re-encrypting them all under the current
-``SECRET_KEY`` (``flask --app wsgi secrets rotate``)."""
+"""Stored secrets under the key ring (athena/crypto.py): a workflow's webhook secret and its
+secret variables (``{"value": ..., "secret": true}``), stored encrypted, masked for the API,
+decrypted for runs; and re-encrypting them all under the current ``SECRET_KEY``
+(``flask --app wsgi secrets rotate``)."""
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import select
 
-from athena.crypto import UndecryptableSecret, rotate
+from athena.crypto import UndecryptableSecret, decrypt, encrypt, rotate
+from athena.errors import Invalid
 from athena.extensions import db
 from athena.models import Workflow
 
 ROTATE_BATCH = 200
+SECRET_MASK = "********"
+
+
+# The column stores the secret encrypted: HMAC needs the secret itself, so it cannot be hashed.
+def encrypt_secret(secret: str | None) -> str | None:
+    return encrypt(secret) if secret else None
+
+
+def decrypt_secret(stored: str | None, what: str = "a webhook secret") -> str | None:
+    """The clear secret, None when there is none; raises UndecryptableSecret."""
+    return decrypt(stored, what) if stored else None
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("secret"))
+
+
+def public_variables(variables: dict | None) -> dict:
+    """Variables as the API shows them: secrets (``{"value": ..., "secret": true}``) masked."""
+    return {name: {"secret": True, "value": SECRET_MASK} if is_secret(value) else value
+            for name, value in (variables or {}).items()}
+
+
+def runtime_variables(variables: dict | None) -> dict:
+    """Variables as expressions see them: secrets decrypted to their value. Raises
+    :class:`athena.crypto.UndecryptableSecret` (naming the variable) when a secret cannot be
+    decrypted with the configured keys: the run fails with that message, never sees a None."""
+    return {name: decrypt(value.get("value") or "", f"workflow variable {name!r}") if is_secret(value) else value
+            for name, value in (variables or {}).items()}
+
+
+def store_variables(old: dict | None, new: dict) -> dict:
+    """Secrets are stored encrypted; a masked secret sent back unchanged keeps its stored value."""
+    stored: dict[str, Any] = {}
+    for name, value in new.items():
+        if is_secret(value):
+            clear = value.get("value")
+            if clear == SECRET_MASK:
+                previous = (old or {}).get(name)
+                if not is_secret(previous):
+                    message = f"variables.{name}: send the secret's value (the mask only keeps an existing secret)"
+                    raise Invalid(message, errors={f"variables.{name}": [message]})
+                value = previous
+            elif not isinstance(clear, str) or not clear:
+                message = f"variables.{name}: a secret's value must be a non-empty string"
+                raise Invalid(message, errors={f"variables.{name}": [message]})
+            else:
+                value = {"secret": True, "value": encrypt(clear)}
+        stored[name] = value
+    return stored
 
 
 def rotate_stored_secrets(*, dry_run: bool = False) -> tuple[dict[str, int], list[str]]:

@@ -1,72 +1,29 @@
-"""Workflows: graph validation on every write, caller-relative flags, derived counters."""
+"""Workflows: graph validation on every write, caller-relative flags, derived counters (secrets:
+athena/services/secrets.py)."""
 from __future__ import annotations
 
-from typing import Any
-
 from flask import current_app
-from flask_smorest import abort
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 
-from athena.crypto import decrypt, encrypt
 from athena.engine import Graph, GraphValidationError
+from athena.errors import Invalid
 from athena.extensions import db
 from athena.models import COUNTER_BUCKETS, User, Workflow, WorkflowExecution, WorkflowFavorite
 from athena.services import schedules
 from athena.services.access import get_workspace, like_pattern, visible_workflows
-from athena.services.webhook_auth import encrypt_secret
+from athena.services.secrets import encrypt_secret, store_variables
 from athena.timeutil import utcnow
-
-SECRET_MASK = "********"
-
-
-def _is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value.get("secret"))
-
-
-def public_variables(variables: dict | None) -> dict:
-    """Variables as the API shows them: secrets (``{"value": ..., "secret": true}``) masked."""
-    return {name: {"secret": True, "value": SECRET_MASK} if _is_secret(value) else value
-            for name, value in (variables or {}).items()}
-
-
-def runtime_variables(variables: dict | None) -> dict:
-    """Variables as expressions see them: secrets decrypted to their value. Raises
-    :class:`athena.crypto.UndecryptableSecret` (naming the variable) when a secret cannot be
-    decrypted with the configured keys: the run fails with that message, never sees a None."""
-    return {name: decrypt(value.get("value") or "", f"workflow variable {name!r}") if _is_secret(value) else value
-            for name, value in (variables or {}).items()}
-
-
-def _store_variables(old: dict | None, new: dict) -> dict:
-    """Secrets are stored encrypted; a masked secret sent back unchanged keeps its stored value."""
-    stored: dict[str, Any] = {}
-    for name, value in new.items():
-        if _is_secret(value):
-            clear = value.get("value")
-            if clear == SECRET_MASK:
-                previous = (old or {}).get(name)
-                if not _is_secret(previous):
-                    message = f"variables.{name}: send the secret's value (the mask only keeps an existing secret)"
-                    abort(422, message=message, errors={f"variables.{name}": [message]})
-                value = previous
-            elif not isinstance(clear, str) or not clear:
-                message = f"variables.{name}: a secret's value must be a non-empty string"
-                abort(422, message=message, errors={f"variables.{name}": [message]})
-            else:
-                value = {"secret": True, "value": encrypt(clear)}
-        stored[name] = value
-    return stored
 
 
 def validate_graph(nodes: list, edges: list) -> None:
     limit = current_app.config["MAX_NODES_PER_WORKFLOW"]
     if len(nodes) > limit:
-        abort(422, message=f"A workflow may have at most {limit} nodes.", errors={"nodes": [f"at most {limit} nodes"]})
+        raise Invalid(f"A workflow may have at most {limit} nodes.", errors={"nodes": [f"at most {limit} nodes"]})
     try:
         Graph.parse(nodes, edges)
     except GraphValidationError as exc:
-        abort(422, message=str(exc), errors=exc.errors)
+        raise Invalid(str(exc), errors=exc.errors) from exc
 
 
 def _apply(workflow: Workflow, body: dict) -> None:
@@ -78,7 +35,7 @@ def _apply(workflow: Workflow, body: dict) -> None:
     if "webhook_secret" in body:  # stored encrypted (HMAC needs the secret back, so no hash)
         body = {**body, "webhook_secret": encrypt_secret(body["webhook_secret"])}
     if "variables" in body:
-        body = {**body, "variables": _store_variables(workflow.variables, body["variables"])}
+        body = {**body, "variables": store_variables(workflow.variables, body["variables"])}
     for key, value in body.items():
         setattr(workflow, key, value)
 

@@ -1,9 +1,9 @@
 """Workspaces and their members; services own the transactions."""
 from __future__ import annotations
 
-from flask_smorest import abort
 from sqlalchemy import func, select
 
+from athena.errors import Conflict, NotFound
 from athena.extensions import db
 from athena.models import User, Workspace, WorkspaceMember
 from athena.services.access import like_pattern, member_workspace_ids, require_owner
@@ -76,14 +76,14 @@ def add_member(user: User, workspace: Workspace, email: str, role: str) -> Works
     require_owner(user, workspace.id)
     invitee = db.session.execute(select(User).where(func.lower(User.email) == email.lower())).scalar_one_or_none()
     if invitee is None:  # well-formed, but names no user: the user is not found (as an unknown uuid is)
-        abort(404, message="No user with this email.", errors={"email": ["No user with this email."]})
+        raise NotFound("No user with this email.", errors={"email": ["No user with this email."]})
     exists = db.session.execute(
         select(WorkspaceMember).where(
             WorkspaceMember.workspace_id == workspace.id, WorkspaceMember.user_id == invitee.id
         )
     ).scalar_one_or_none()
     if exists is not None:
-        abort(409, message="This user is already a member of the workspace.")
+        raise Conflict("This user is already a member of the workspace.")
     member = WorkspaceMember(workspace_id=workspace.id, user_id=invitee.id, role=role, created_at=utcnow())
     db.session.add(member)
     db.session.commit()
@@ -97,7 +97,7 @@ def _member(workspace: Workspace, user_uuid: str) -> WorkspaceMember:
         .where(WorkspaceMember.workspace_id == workspace.id, User.uuid == user_uuid)
     ).scalar_one_or_none()
     if member is None:
-        abort(404, message="Resource not found.")
+        raise NotFound("Resource not found.")
     return member
 
 
@@ -108,7 +108,7 @@ def _ensure_other_owner(workspace: Workspace, member: WorkspaceMember) -> None:
         select(func.count()).where(WorkspaceMember.workspace_id == workspace.id, WorkspaceMember.role == "owner")
     ).scalar_one()
     if owners <= 1:
-        abort(409, message="A workspace must keep at least one owner.")
+        raise Conflict("A workspace must keep at least one owner.")
 
 
 def change_role(user: User, workspace: Workspace, user_uuid: str, role: str) -> WorkspaceMember:

@@ -9,7 +9,7 @@ import pytest
 
 from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution, WorkflowFavorite
-from athena.services.webhook_auth import decrypt_secret
+from athena.services.secrets import decrypt_secret
 from athena.timeutil import utcnow
 from tests.api.helpers import TIMESTAMP, assert_json_error, count_statements, revoked_headers
 from tests.factories import headers_for, linear_graph, make_user, make_workflow, make_workspace

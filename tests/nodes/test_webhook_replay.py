@@ -14,7 +14,7 @@ import pytest
 
 from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution
-from athena.services.webhook_auth import CLOCK_SKEW_SECONDS, seen_key
+from athena.api.webhook_auth import CLOCK_SKEW_SECONDS, seen_key
 from tests.api.helpers import assert_json_error
 from tests.support.redis_down import redis_unreachable
 from tests.executions.test_webhook import wait_finished, webhook_graph

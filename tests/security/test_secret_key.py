@@ -21,7 +21,7 @@ from athena import create_app
 from athena.crypto import PREFIX, UndecryptableSecret, _fernet, decrypt, encrypt, rotate
 from athena.extensions import db
 from athena.models import Workflow
-from athena.services.workflows import runtime_variables
+from athena.services.secrets import runtime_variables
 from tests.factories import headers_for, make_user, make_workspace
 from tests.support.servers import ROOT, wait_for
 

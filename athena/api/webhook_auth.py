@@ -11,8 +11,8 @@ the webhook rate limit) claims it in Redis (``SET athena:webhook:signature:<hex>
 until its timestamp is no longer fresh; the same signature again, whatever the query string or
 workflow, is a 409 (a client retrying must re-sign with a new timestamp).
 
-Secrets are stored encrypted (:mod:`athena.crypto`): HMAC needs the secret itself, so it
-cannot be hashed. A stored secret that no configured key decrypts (SECRET_KEY changed without
+Secrets are stored encrypted (:mod:`athena.services.secrets`): HMAC needs the secret itself, so
+it cannot be hashed. A stored secret that no configured key decrypts (SECRET_KEY changed without
 the old key in SECRET_KEY_FALLBACKS) answers 503 with a message saying so: the server, not the
 sender, must be fixed, and senders retry 5xx (a 401 would drop their calls for good; the
 API's 500s carry no message)."""
@@ -31,11 +31,12 @@ from flask_smorest import abort
 from redis import RedisError
 from sqlalchemy import select
 
-from athena.crypto import UndecryptableSecret, decrypt, encrypt
 from athena.auth import UNAUTHENTICATED, authenticate, token_from_request
+from athena.crypto import UndecryptableSecret
 from athena.extensions import db
 from athena.models import User, Workflow, Workspace
 from athena.redis_client import RedisNotConfigured, get_redis
+from athena.services.secrets import decrypt_secret
 
 TIMESTAMP_HEADER = "X-Athena-Timestamp"
 SIGNATURE_HEADER = "X-Athena-Signature"
@@ -56,16 +57,6 @@ UNDECRYPTABLE = ("This workflow's webhook secret cannot be decrypted with the se
                  "or SECRET_KEY_FALLBACKS, so signatures cannot be checked. The server's operator must "
                  "add the key it was stored under to SECRET_KEY_FALLBACKS, or an editor must set the "
                  "webhook_secret again.")
-
-
-# The column stores the secret encrypted (athena/crypto.py): HMAC needs the secret itself.
-def encrypt_secret(secret: str | None) -> str | None:
-    return encrypt(secret) if secret else None
-
-
-def decrypt_secret(stored: str | None, what: str = "a webhook secret") -> str | None:
-    """The clear secret, None when there is none; raises UndecryptableSecret."""
-    return decrypt(stored, what) if stored else None
 
 
 def signature_for(secret: str, timestamp: str, body: bytes) -> str:
