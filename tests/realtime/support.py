@@ -75,6 +75,22 @@ def emit(log, scene: Scene, events: list[tuple[str, dict[str, Any]]],
     return seqs
 
 
+def assert_same_workspace_feed(clients: list, uuids: list[str]) -> list[dict[str, Any]]:
+    """Every workspace client got the whole feed of ``uuids`` (status running, status completed,
+    finished per execution), numbered 1..n, the same messages in the same order, exactly once,
+    and is still open; returns the feed."""
+    total = 3 * len(uuids)
+    for client in clients:
+        client.wait_events(total)
+    reference = clients[0].events
+    assert [e["seq"] for e in reference] == list(range(1, total + 1))
+    assert sorted(e["execution_uuid"] for e in reference if e["event"] == "execution.finished") == sorted(uuids)
+    for client in clients:
+        assert client.events == reference  # the same messages, in the same order, exactly once
+        assert client.close_code is None and client.error is None
+    return reference
+
+
 def execution_url(base: str, uuid: str, **query: Any) -> str:
     return f"{base}/api/v1/ws/workflow-executions/{uuid}" + (f"?{urlencode(query)}" if query else "")
 

@@ -22,6 +22,7 @@ from athena.websocket.channels import WorkflowVisibility
 from athena.websocket.fanout import Hub, hub_for
 from tests.factories import make_user, make_workflow, make_workspace, token_for
 from tests.realtime.support import (
+    assert_same_workspace_feed,
     SAFETY_TIMEOUT, Reader, connect, emit, execution_url, make_execution, make_scene, run_events, workspace_url,
 )
 from tests.support.servers import wait_for
@@ -54,15 +55,7 @@ def test_many_clients_on_one_channel_receive_the_identical_complete_sequence(app
         writer.start()
     for writer in writers:
         writer.join(SAFETY_TIMEOUT)
-    total = 3 * len(uuids)  # status running, status completed, finished per execution
-    for client in clients:
-        client.wait_events(total)
-    reference = clients[0].events
-    assert [e["seq"] for e in reference] == list(range(1, total + 1))
-    assert sorted(e["execution_uuid"] for e in reference if e["event"] == "execution.finished") == sorted(uuids)
-    for client in clients:
-        assert client.events == reference  # the same messages, in the same order, exactly once
-        assert client.close_code is None and client.error is None
+    assert_same_workspace_feed(clients, uuids)
     assert hub.subscriber_count(key) == CLIENTS  # one read of the stream feeds them all
 
 
