@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import websocket
 
 import config
+from athena.runs import wire
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 130
 INLINE_OUTPUT_CHARS = 100  # a longer output is printed indented, over several lines
@@ -110,7 +111,7 @@ class FinalResult:
                 self.known, self.truncated = True, False
                 self.status, self.output, self.error = (execution.get("status"), execution.get("output"),
                                                         execution.get("error"))
-        elif event == "execution.finished" and ("output" in message or message.get("output_truncated")):
+        elif event == wire.EXECUTION_FINISHED and ("output" in message or message.get("output_truncated")):
             truncated = bool(message.get("output_truncated"))
             if truncated and self.known and not self.truncated:
                 return  # the snapshot of the finished execution has the whole output already

@@ -1,24 +1,17 @@
 """Trigger a webhook (API Reference -> Workflow -> Trigger a webhook)."""
 from __future__ import annotations
 
-from typing import Any
 
 from flask import Response, after_this_request, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
-from redis.exceptions import RedisError
 
 from athena.api import examples
 from athena.api.base import ErrorSchema, envelope
 from athena.api.webhook_auth import claim_signature, webhook_caller
 from athena.auth import SECURITY, current_user
-from athena.engine.nodes.respond_to_webhook import RespondToWebhook, render
-from athena.eventlog import event_log_for_app, stream_key
-from athena.extensions import db
-from athena.models import WorkflowExecutionData
 from athena.schemas.executions import ExecutionSchema, WebhookArgsSchema
-from athena.services import executions as service
-from athena.services import inline
+from athena.services import webhook_calls
 from athena.services.access import get_workflow
 from athena.services.rate_limit import enforce_webhook_limit
 
@@ -42,40 +35,6 @@ def webhook_payload() -> dict:
     own = WebhookArgsSchema._declared_fields
     query = {k: v for k, v in request.args.to_dict(flat=True).items() if k not in own}
     return {"body": body, "query": query, "headers": headers}
-
-
-def _respond_output(execution, event: dict) -> Any:
-    """A respond node's output: from its node.finished event, or its checkpoint if too large."""
-    if not event.get("output_truncated"):
-        return event.get("output")
-    db.session.expire_all()
-    data = db.session.execute(
-        db.select(WorkflowExecutionData).where(WorkflowExecutionData.workflow_execution_id == execution.id)
-    ).scalar_one_or_none()
-    entries = {e.get("node_id"): e for e in (data.workflow_data if data else [])}
-    return (entries.get(event.get("node_id")) or {}).get("output")
-
-
-def wait_for_finish(execution, timeout: float) -> Any:
-    """Follow the execution's events until it finishes or a respond_to_webhook node succeeds;
-    returns that node's output (the custom response) or None."""
-    log = event_log_for_app()
-    respond: Any = None
-    for event in log.follow(stream_key(execution.uuid), 0, timeout, want=_wanted):
-        if (event["event"] == "node.finished" and event.get("node_type") == RespondToWebhook.type
-                and event.get("status") == "success"):
-            respond = _respond_output(execution, event)
-            if isinstance(respond, dict):
-                break
-        if event["event"] == "execution.finished":
-            break
-    return respond if isinstance(respond, dict) else None
-
-
-def _wanted(raw: bytes) -> bool:
-    """Only the events the waiter looks at are decoded (not every node's output)."""
-    return raw.startswith(b'{"event":"execution.finished"') or (
-        raw.startswith(b'{"event":"node.finished"') and b'"node_type":"respond_to_webhook"' in raw)
 
 
 @blp.route("/<uuid:uuid>/webhook")
@@ -121,24 +80,12 @@ class WorkflowWebhook(MethodView):
             abort(409, message="The workflow is inactive.")
         enforce_webhook_limit(workflow.uuid)  # after authorization (no probing), before creating anything
         claim_signature()  # a signed call's signature, once: after the 409/429 above, so they don't use it up
-        if args["wait"] and inline.eligible(workflow):
-            execution = inline.run_inline_if_free(workflow, current_user(), mode="webhook", input=webhook_payload(),
-                                                  expire_later=after_this_request)
-            if execution is not None:
-                return {"data": execution}, 200 if execution.is_finished else 202
-        execution = service.create_execution(workflow, current_user(), mode="webhook", input=webhook_payload(),
-                                             expire_later=after_this_request)
-        if not args["wait"]:
-            return {"data": execution}
-        timeout = args.get("timeout") or current_app.config["WEBHOOK_WAIT_TIMEOUT"]
-        try:
-            respond = wait_for_finish(execution, timeout)
-        except RedisError as exc:  # its events cannot be followed: answer as without wait (202)
-            current_app.logger.warning("webhook: cannot wait for execution %s, Redis is unreachable (%s)",
-                                       execution.uuid, exc)
-            return {"data": execution}, 202
-        if respond is not None:
-            status, headers, body = render(respond)
+        answer = webhook_calls.call(workflow, current_user(), webhook_payload(), wait=args["wait"],
+                                    timeout=args.get("timeout") or current_app.config["WEBHOOK_WAIT_TIMEOUT"],
+                                    expire_later=after_this_request)
+        if answer.custom is not None:
+            status, headers, body = answer.custom
             return Response(body, status=status, headers=headers)
-        db.session.refresh(execution)  # its final status and output (the workflow is still loaded)
-        return {"data": execution}, 200 if execution.is_finished else 202
+        if not args["wait"]:
+            return {"data": answer.execution}
+        return {"data": answer.execution}, 200 if answer.execution.is_finished else 202

@@ -8,7 +8,8 @@ from __future__ import annotations
 from athena.engine.context import NodeContext
 from athena.engine.errors import ExpressionError, GraphValidationError, NodeError, StopRequested
 from athena.engine.events import (
-    Event, LoopProgress, NodeFinished, NodeStarted, RunFinished, RunStopped, RunSuspended,
+    Event, LlmTokens, LlmUsage, LoopProgress, NodeFinished, NodeStarted, Published, RunFinished, RunStopped,
+    RunSuspended,
 )
 from athena.engine.expressions import Evaluator, default_evaluator, evaluate, is_truthy
 from athena.engine.graph import Graph, validate_graph
@@ -21,7 +22,7 @@ from athena.engine.validation import NodeSettings
 
 __all__ = [
     "Evaluator", "Event", "ExpressionError", "Graph", "GraphValidationError", "Iterate",
-    "LoopProgress", "NodeContext",
+    "LlmTokens", "LlmUsage", "LoopProgress", "NodeContext", "Published",
     "NodeError", "NodeFinished", "NodeRegistry", "NodeResult", "NodeSettings", "NodeStarted",
     "NodeType", "ParametersSchema", "RunContext", "RunFinished", "RunState", "RunStopped",
     "RunSuspended", "StopRequested", "Suspend", "default_evaluator", "evaluate", "final_output",

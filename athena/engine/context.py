@@ -9,6 +9,7 @@ from athena.engine.errors import NodeError
 from athena.engine.expressions import Evaluator, default_evaluator
 
 if TYPE_CHECKING:
+    from athena.engine.events import Published
     from athena.engine.nodes.base import NodeType
     from athena.engine.state import RunContext
 
@@ -69,6 +70,10 @@ class NodeContext:
 
     def should_stop(self) -> bool:
         return bool(self.run.should_stop())
+
+    def publish(self, event: Published) -> None:
+        """Send a live event of this node (e.g. streamed LLM tokens) to whoever drives the run."""
+        self.run.publish(event)
 
 
 def _describe(messages: Any, prefix: str = "") -> str:

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Union
 
 from athena.timeutil import iso
 
-__all__ = ["Event", "LoopProgress", "NodeFinished", "NodeStarted", "RunFinished", "RunStopped",
-           "RunSuspended"]
+__all__ = ["Event", "LlmTokens", "LlmUsage", "LoopProgress", "NodeFinished", "NodeStarted", "Published",
+           "RunFinished", "RunStopped", "RunSuspended"]
 
 
 @dataclass(slots=True)
@@ -103,4 +103,26 @@ class RunFinished:
                 "error": self.error}
 
 
+@dataclass(slots=True)
+class LlmTokens:
+    """Text a streaming ``llm`` node received, in order (tiny deltas batched). Published while
+    the node runs, through :meth:`NodeContext.publish`, not yielded by the runner."""
+
+    node_id: str
+    text: str
+    kind: ClassVar[str] = "llm.token"
+
+
+@dataclass(slots=True)
+class LlmUsage:
+    """The tokens an ``llm`` node's call used (published when its answer is complete)."""
+
+    node_id: str
+    usage: dict[str, Any]
+    model: str | None = None
+    kind: ClassVar[str] = "llm.usage"
+
+
 Event = Union[NodeStarted, NodeFinished, LoopProgress, RunSuspended, RunStopped, RunFinished]
+# What a node publishes mid-run (RunContext.publish), in order with the runner's events.
+Published = Union[LlmTokens, LlmUsage]

@@ -4,9 +4,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from athena.timeutil import aware_utcnow
+
+if TYPE_CHECKING:
+    from athena.engine.events import Published
 
 __all__ = ["ENTRY_KEYS", "FINAL_STATUSES", "RunContext", "RunState", "SUSPENDED_STATUSES"]
 
@@ -18,6 +21,10 @@ ENTRY_KEYS = ("node_id", "type", "status", "output", "error", "handle", "started
 
 def _never() -> bool:
     return False
+
+
+def _ignore(event: Published) -> None:
+    return None
 
 
 @dataclass
@@ -36,6 +43,8 @@ class RunContext:
     max_duration: float | None = None
     resume: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
+    # What nodes publish while they run (LlmTokens, LlmUsage), to the caller's run driver.
+    publish: Callable[[Published], None] = _ignore
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Select, select, update
 
 from athena.errors import Conflict, NotFound
-from athena.eventlog import event_log_for_app
+from athena.runs import wire
+from athena.runs.eventlog import event_log_for_app
 from athena.extensions import db
 from athena.models import TERMINAL_STATUSES, User, WorkflowApproval, WorkflowExecution
 from athena.services.access import NOT_FOUND, get_execution
@@ -120,7 +121,7 @@ def resolve_resume(execution_id: int, resume: dict[str, Any], emit: Emit) -> dic
             db.session.commit()
             db.session.refresh(approval)
             if won:
-                emit("approval.decided", **_event_fields(approval), decision=outcome, timed_out=True,
+                emit(wire.APPROVAL_DECIDED, **_event_fields(approval), decision=outcome, timed_out=True,
                      comment=None, user=None, decided_at=iso(approval.decided_at))
         resolved[node_id] = decision_payload(approval)
     return resolved
@@ -192,7 +193,7 @@ def decide(user: User, execution_uuid: str, ref: str, decision: str, comment: st
     # the decision cancels the approvals in its own transaction, so it commits (and emits
     # ``execution.finished``) only after this; the decision never follows the execution's end.
     event_log_for_app().append(
-        execution.uuid, execution.workflow.workspace.uuid, "approval.decided",
+        execution.uuid, execution.workflow.workspace.uuid, wire.APPROVAL_DECIDED,
         workflow_uuid=execution.workflow.uuid, **_event_fields(approval), decision=decision,
         timed_out=False, comment=comment, user=payload["user"], decided_at=payload["decided_at"],
     )

@@ -11,16 +11,18 @@ from rq.job import Job
 from sqlalchemy import Update, bindparam, select, update
 
 from athena.errors import Conflict
-from athena.eventlog import event_log_for_app
 from athena.extensions import db
 from athena.models import (
     TERMINAL_STATUSES, User, Workflow, WorkflowApproval, WorkflowExecution, WorkflowExecutionData,
 )
 from athena.redis_client import get_queue, get_redis
+from athena.runs import lifecycle, wire
+from athena.runs.eventlog import event_log_for_app
+from athena.runs.lifecycle import STOPPABLE, transition
+from athena.runs.sinks import execution_events
 from athena.services.leases import lease_alive
 from athena.services.secrets import public_variables
-from athena.services.status import STOPPABLE, transition
-from athena.timeutil import iso, utcnow
+from athena.timeutil import utcnow
 
 JOB_FUNCTION = "jobs.run_execution.run_execution"
 logger = logging.getLogger(__name__)
@@ -28,34 +30,6 @@ logger = logging.getLogger(__name__)
 
 def job_id_for(execution: WorkflowExecution) -> str:
     return f"athena-exec-{execution.uuid}"
-
-
-def status_event(execution: WorkflowExecution, status: str | None = None, *, pipeline: Any = None,
-                 **extra: Any) -> None:
-    event_log_for_app().append(
-        execution.uuid, execution.workflow.workspace.uuid, "execution.status", pipeline=pipeline,
-        workflow_uuid=execution.workflow.uuid, status=status or execution.status, **extra,
-    )
-
-
-def finished_event(execution: WorkflowExecution, status: str, output: Any = None, error: str | None = None) -> None:
-    event_log_for_app().append(
-        execution.uuid, execution.workflow.workspace.uuid, "execution.finished",
-        workflow_uuid=execution.workflow.uuid, status=status, output=output, error=error,
-    )
-
-
-def final_events_key(execution_uuid: str) -> str:
-    return f"athena:exec:{execution_uuid}:final"
-
-
-def claim_final_events(execution_uuid: str) -> bool:
-    """The terminal ``execution.status`` + ``execution.finished`` pair is emitted once per execution,
-    by whoever claims it first: the worker (finishing, or noticing a stop) or the API (stopping an
-    execution no worker runs). Without the claim a stop racing the worker's own ending emitted
-    the pair twice (the worker released its lease just before the API looked for it)."""
-    ttl = current_app.config["EVENT_LOG_TTL_SECONDS"]
-    return bool(get_redis().set(final_events_key(execution_uuid), "1", nx=True, ex=ttl))
 
 
 def enqueue(execution: WorkflowExecution, *, resume: dict | None = None, job_id: str | None = None,
@@ -142,7 +116,8 @@ def create_execution(workflow: Workflow, user: User | None, *, mode: str, input:
     try:
         pipe = get_redis().pipeline()
         pipe.multi()  # RQ queues its commands in a MULTI: ours must be inside it too
-        status_event(execution, "pending", mode=mode, pipeline=pipe)
+        event_log_for_app().append(execution.uuid, execution.workflow.workspace.uuid, wire.EXECUTION_STATUS,
+                                   pipeline=pipe, workflow_uuid=execution.workflow.uuid, status="pending", mode=mode)
         if start and not running:
             enqueue(execution, pipeline=pipe)
         pipe.execute()
@@ -200,10 +175,8 @@ def stop_execution(execution: WorkflowExecution, *, reason: str = "Stopped by us
     _cancel_queued_job(execution)
     # A running job emits the final events itself when it notices; a dead or absent one (its
     # lease gone) cannot.
-    if (previous != "running" or not lease_alive(get_redis(), execution.uuid)) and \
-            claim_final_events(execution.uuid):
-        status_event(execution, "cancelled")
-        finished_event(execution, "cancelled", error=reason)
+    if previous != "running" or not lease_alive(get_redis(), execution.uuid):
+        lifecycle.close(execution_events(execution), "cancelled", error=reason)
     if cascade:
         _cascade_stop(execution, seen)
     return execution
@@ -271,6 +244,3 @@ def delete_execution(execution: WorkflowExecution) -> None:
         execution.execution_data.deleted_at = now
     db.session.commit()
 
-
-def snapshot_times(execution: WorkflowExecution) -> dict[str, str | None]:
-    return {"started_at": iso(execution.started_at), "stopped_at": iso(execution.stopped_at)}

@@ -17,7 +17,7 @@ costs a third of the CPU of the same run through the queue and a worker, so wait
 a slot gives more throughput than spilling over. After the wait it goes through the queue.
 
 Most inline runs are shorter than one group-commit batch (``ATHENA_CHECKPOINT_INTERVAL``,
-25 ms), so they are committed as one batch too, creation included (:class:`DeferredRun`): the
+25 ms), so they are committed as one batch too, creation included (:mod:`athena.services.inline_run`): the
 engine runs in memory first, then one transaction inserts the finished execution with its data
 and counts the trigger, and one Redis round trip logs every event (``pending`` to
 ``execution.finished``). Until that commit nothing exists that anyone could see, stop or
@@ -32,6 +32,7 @@ import threading
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
@@ -40,7 +41,7 @@ from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution
 from athena.services.execution_run import ExecutionRun
 from athena.services.executions import ExpireLater, at_once, create_execution
-from athena.services.inline_run import DeferredRun, TooLong
+from athena.services.inline_run import run_batch
 
 
 def eligible(workflow: Workflow) -> bool:
@@ -82,10 +83,10 @@ def run_inline(workflow: Workflow, user: User | None, *, mode: str, input: Any, 
     """Run the execution here and return it finished: in memory and committed as one batch
     when it is short, else created ``running``, run with checkpoints and reloaded
     (``expire_later``: see :func:`athena.services.executions.create_execution`)."""
-    try:
-        return DeferredRun(workflow, mode, input).run_and_record(user)
-    except TooLong:
-        return run_persisted(workflow, user, mode=mode, input=input, expire_later=expire_later)
+    finished = run_batch(workflow, user, mode=mode, input=input)
+    if finished is not None:
+        return finished
+    return run_persisted(workflow, user, mode=mode, input=input, expire_later=expire_later)
 
 
 def run_persisted(workflow: Workflow, user: User | None, *, mode: str, input: Any,  # noqa: A002
@@ -94,7 +95,10 @@ def run_persisted(workflow: Workflow, user: User | None, *, mode: str, input: An
     execution = create_execution(workflow, user, mode=mode, input=input, start=False, running=True,
                                  expire_later=expire_later)
     execution_id = execution.id
-    ExecutionRun(execution_id, continuing=True, announce=True).run()
+    try:
+        ExecutionRun(execution_id, continuing=True, announce=True).run()
+    except RedisError:  # no lease without Redis: it stays ``running``; the sweeper continues it later
+        db.session.rollback()
     return db.session.execute(_reload_statement(), {"execution_id": execution_id}).unique().scalar_one()
 
 

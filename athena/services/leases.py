@@ -12,7 +12,7 @@ import uuid as uuid_lib
 
 from redis import Redis
 
-from athena.eventlog import PREFIX
+from athena.runs.eventlog import PREFIX
 
 # Only while still ours: a lease lost (e.g. to a long pause) is not taken back.
 _RENEW = """

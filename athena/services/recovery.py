@@ -22,9 +22,10 @@ from sqlalchemy import select, update
 from athena.extensions import db
 from athena.models import WorkflowExecution, WorkflowExecutionData
 from athena.redis_client import get_queue, get_redis
-from athena.services.executions import claim_final_events, enqueue, finished_event, job_id_for, status_event
+from athena.runs import lifecycle
+from athena.runs.sinks import execution_events
+from athena.services.executions import enqueue, job_id_for
 from athena.services.leases import lease_alive
-from athena.services.status import transition
 from athena.timeutil import iso, to_naive_utc, utcnow
 
 CONTINUE_FUNCTION = "jobs.run_execution.continue_execution"
@@ -149,7 +150,7 @@ def recover_orphans(grace_seconds: float) -> dict[str, int]:
         _record_crash(execution_id, crashes + 1, reason)
         if crashes + 1 > max_crashes:
             message = f"Execution failed: its worker was lost {crashes + 1} times ({reason})."
-            transition(execution_id, "failed", only_from=("running",), error=message)
+            lifecycle.transition(execution_id, "failed", only_from=("running",), error=message)
             db.session.commit()
             _final_events(execution_id, "failed", message)
             failed += 1
@@ -180,8 +181,4 @@ def requeue_lost_pending(grace_seconds: float) -> int:
 
 
 def _final_events(execution_id: int, status: str, error: str | None) -> None:
-    execution = db.session.get(WorkflowExecution, execution_id)
-    if not claim_final_events(execution.uuid):
-        return
-    status_event(execution, status)
-    finished_event(execution, status, error=error)
+    lifecycle.close(execution_events(db.session.get(WorkflowExecution, execution_id)), status, error=error)

@@ -6,7 +6,7 @@ the socket options. docs/websocket.md describes the package. The modules, in the
 travels:
 
 - :mod:`~athena.websocket.fanout`: one reader thread per process (the hub) reads every watched
-  stream of the event log (:mod:`athena.eventlog`) and queues each event for its subscriptions;
+  stream of the event log (:mod:`athena.runs.eventlog`) and queues each event for its subscriptions;
 - :mod:`~athena.websocket.subscription`: one socket's bounded queue of a stream (and the hub
   thread's direct delivery to a parked socket);
 - :mod:`~athena.websocket.relay`: one socket's loop: replay from the log, then the live queue,

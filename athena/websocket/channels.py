@@ -24,7 +24,8 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy import select
 
 from athena.auth import UNAUTHENTICATED, token_from_request, user_for_token
-from athena.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
+from athena.runs import wire
+from athena.runs.eventlog import EventLog, event_log_for_app, stream_key, workspace_stream_key
 from athena.extensions import db
 from athena.models import User, Workflow, WorkflowExecution, Workspace
 from athena.schemas.executions import ExecutionSchema
@@ -34,7 +35,7 @@ from athena.websocket.fanout import DEFAULT_QUEUE_LIMIT, hub_for
 from athena.websocket.relay import Finished, Recheck, Refused, Relay, refuse, registry_for, send_json
 
 SUBPROTOCOL = "bearer"
-FINISHED_EVENT = "execution.finished"
+FINISHED_EVENT = wire.EXECUTION_FINISHED
 EXECUTION_PATH = "/api/v1/ws/workflow-executions/<execution_uuid>"
 WORKSPACE_PATH = "/api/v1/ws/workspaces/<workspace_uuid>/executions"
 

@@ -35,7 +35,7 @@ from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from athena.eventlog import EventLog
+from athena.runs.eventlog import EventLog
 from athena.redis_client import get_redis
 from athena.websocket.frames import SharedEvent
 from athena.websocket.subscription import HubUnavailable, Overflowed, Subscription

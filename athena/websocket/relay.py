@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from flask import Flask
 
-from athena.eventlog import EventLog
+from athena.runs.eventlog import EventLog
 from athena.websocket.fanout import DEFAULT_QUEUE_LIMIT, Hub
 from athena.websocket.frames import SharedEvent, encode
 from athena.websocket.subscription import Overflowed, Subscription

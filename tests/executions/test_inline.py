@@ -12,7 +12,7 @@ import pytest
 from rq.job import Job
 from sqlalchemy import event
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution
 from athena.services import inline

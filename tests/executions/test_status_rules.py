@@ -8,10 +8,10 @@ import pytest
 
 from athena.extensions import db
 from athena.models import STATUSES, WorkflowExecution, WorkflowExecutionData
-from athena.services.status import transition
+from athena.runs.lifecycle import transition
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 
-# The life cycle of the contract, written out independently of athena.services.status:
+# The life cycle of the contract, written out independently of athena.runs.lifecycle:
 # pending -> running -> (waiting | paused) -> running -> completed | failed | cancelled;
 # anything not yet finished may be cancelled (stop) or failed (crash/invalid graph).
 EXPECTED: dict[str, set[str]] = {

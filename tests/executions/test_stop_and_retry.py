@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
 from athena.models import WorkflowExecution, WorkflowExecutionData
 from athena.services import executions as service

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution
 from tests.factories import headers_for, linear_graph, make_user, make_workflow, make_workspace, token_for

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rq.job import Job
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.extensions import db
 from athena.models import WorkflowExecution
 from athena.redis_client import get_queue, get_redis

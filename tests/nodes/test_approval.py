@@ -5,7 +5,7 @@ import threading
 
 import requests
 
-from athena.eventlog import event_log_for_app, workspace_stream_key
+from athena.runs.eventlog import event_log_for_app, workspace_stream_key
 from athena.models import WorkflowApproval
 from jobs.sweeper import sweep
 from tests.factories import headers_for, make_user, make_workflow, make_workspace

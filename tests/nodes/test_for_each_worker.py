@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from tests.factories import headers_for, make_user, make_workflow, make_workspace
 from tests.support.servers import wait_for
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.engine import LlmTokens, LlmUsage
+from athena.runs.eventlog import event_log_for_app, stream_key
 from tests.engine._engine_helpers import assert_finished, execute, finished, node
 from tests.factories import headers_for, make_user, make_workspace
 from tests.support.fake_openai import FakeOpenAI
@@ -214,30 +215,29 @@ def test_missing_api_key_fails_with_a_clear_message():
     assert message in final.error
 
 
-def test_keyless_compatible_server_and_emit_in_pure_engine(fake_openai: FakeOpenAI):
-    """With only OPENAI_BASE_URL (e.g. a local server needing no key) the node runs; tokens go to emit."""
+def test_keyless_compatible_server_and_publish_in_pure_engine(fake_openai: FakeOpenAI):
+    """With only OPENAI_BASE_URL (e.g. a local server needing no key) the node runs; tokens are published."""
     fake_openai.reply("local model says hi", chunk_size=5)
-    emitted: list[tuple[str, dict]] = []
-    services = {**_settings(openai_base_url=fake_openai.base_url),
-                "emit": lambda name, **fields: emitted.append((name, fields))}
+    published: list[Any] = []
+    services = _settings(openai_base_url=fake_openai.base_url)
     nodes = [node("start", "manual"), node("ask", "llm", prompt="Hi", model="llama3")]
-    events_, _ = execute(nodes, [{"source": "start", "target": "ask"}], services=services)
+    events_, _ = execute(nodes, [{"source": "start", "target": "ask"}], services=services,
+                         publish=published.append)
     assert_finished(events_)
     assert finished(events_)["ask"]["output"]["text"] == "local model says hi"
-    assert "".join(f["token"] for name, f in emitted if name == "llm.token") == "local model says hi"
-    assert [name for name, _ in emitted][-1] == "llm.usage"
+    assert "".join(e.text for e in published if isinstance(e, LlmTokens)) == "local model says hi"
+    assert isinstance(published[-1], LlmUsage) and published[-1].node_id == "ask"
     assert fake_openai.last.model == "llama3"
 
 
 def test_stop_in_pure_engine_stops_the_run(fake_openai: FakeOpenAI):
     fake_openai.reply(chunks=[f"t{i} " for i in range(500)], delay=0.01)
     seen: list[str] = []
-    services = {**_settings(openai_api_key="k", openai_base_url=fake_openai.base_url),
-                "emit": lambda name, **fields: seen.append(name)}
-    ctx_stop = lambda: "llm.token" in seen  # noqa: E731 - stop once the first token was emitted
+    services = _settings(openai_api_key="k", openai_base_url=fake_openai.base_url)
+    ctx_stop = lambda: "llm.token" in seen  # noqa: E731 - stop once the first token was published
     nodes = [node("start", "manual"), node("ask", "llm", prompt="Hi")]
     events_, state = execute(nodes, [{"source": "start", "target": "ask"}], services=services,
-                             should_stop=ctx_stop)
+                             should_stop=ctx_stop, publish=lambda event: seen.append(event.kind))
     assert type(events_[-1]).__name__ == "RunStopped"
     assert "ask" not in state.entries
     record = fake_openai.wait_finished(fake_openai.last)

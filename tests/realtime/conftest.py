@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from athena.eventlog import event_log_for_app, seq_key, stream_key, workspace_seq_key, workspace_stream_key
+from athena.runs.eventlog import event_log_for_app, seq_key, stream_key, workspace_seq_key, workspace_stream_key
 from athena.extensions import db
 from athena.models import WorkflowExecution, Workspace
 from tests.realtime.support import Reader

@@ -17,7 +17,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
-from athena.eventlog import workspace_stream_key
+from athena.runs.eventlog import workspace_stream_key
 from athena.websocket.channels import WorkflowVisibility
 from athena.websocket.fanout import Hub, hub_for
 from tests.factories import make_user, make_workflow, make_workspace, token_for

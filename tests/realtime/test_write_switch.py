@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from athena.eventlog import workspace_stream_key
+from athena.runs.eventlog import workspace_stream_key
 from athena.websocket.fanout import hub_for
 from tests.realtime.support import (
     assert_same_workspace_feed,

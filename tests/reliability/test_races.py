@@ -26,9 +26,9 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.services.resume import timer_job_id
-from athena.services.status import ALLOWED
+from athena.runs.lifecycle import ALLOWED
 from athena.timeutil import utcnow
 from jobs.sweeper import sweep
 from tests.factories import headers_for, make_user, make_workflow, make_workspace

@@ -4,7 +4,7 @@ over the real API (live HTTP server) and the real RQ worker.
 Rules: create a workflow (a small random graph from a safe palette), run it, stop, retry,
 approve/reject a pending approval, delete, let the worker catch up. After every step, for every
 execution of the example: its event log has ``seq`` 1..n without gaps, its statuses follow only
-the transitions of :data:`athena.services.status.ALLOWED`, nothing follows ``execution.finished``
+the transitions of :data:`athena.runs.lifecycle.ALLOWED`, nothing follows ``execution.finished``
 (and there is at most one), the API's ``is_finished`` matches its status, a terminal status
 never changes, and each API answer agrees with what the model knows (a stop that returned 200
 means ``cancelled``; a finished execution can be deleted and not stopped; and so on).
@@ -26,9 +26,9 @@ from hypothesis.stateful import (
     Bundle, RuleBasedStateMachine, invariant, multiple, precondition, rule, run_state_machine_as_test,
 )
 
-from athena.eventlog import event_log_for_app, stream_key
+from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.redis_client import get_queue
-from athena.services.status import ALLOWED
+from athena.runs.lifecycle import ALLOWED
 from tests.factories import headers_for, make_user, make_workspace
 from tests.nodes import API, TERMINAL, clean_rq, edge, manual, node, set_node
 from tests.support.servers import wait_for

@@ -1,19 +1,20 @@
 """LLM: one chat completion from OpenAI or any OpenAI-compatible server, optionally streamed.
 
-Streaming emits ``llm.token`` events (``ctx.services["emit"]``) as the deltas arrive and checks
-``ctx.should_stop()`` between chunks: a stop closes the HTTP stream and ends the run. The
+Streaming publishes :class:`LlmTokens` events (``ctx.publish``; ``llm.token`` on the wire) as
+the deltas arrive and checks ``ctx.should_stop()`` between chunks: a stop closes the HTTP stream and ends the run. The
 ``openai`` package is imported on first use, so loading the engine stays cheap."""
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from typing import Any
 
 from marshmallow import ValidationError, validate, validates_schema
 from marshmallow import fields as f
 
 from athena.engine.context import NodeContext
 from athena.engine.errors import NodeError, StopRequested
+from athena.engine.events import LlmTokens, LlmUsage
 from athena.engine.nodes.base import NodeResult, NodeType, ParametersSchema
 from athena.engine.nodes.registry import register
 
@@ -25,8 +26,6 @@ MISSING_KEY = ("OPENAI_API_KEY is not set: configure it "
 TOKEN_BATCH_CHARS = 64
 TOKEN_BATCH_SECONDS = 0.05
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
-
-Emit = Callable[..., None]
 
 
 class LlmParameters(ParametersSchema):
@@ -122,7 +121,7 @@ def complete(client: Any, request: dict[str, Any]) -> _Reply:
     return reply
 
 
-def stream(client: Any, request: dict[str, Any], ctx: NodeContext, emit: Emit) -> _Reply:
+def stream(client: Any, request: dict[str, Any], ctx: NodeContext) -> _Reply:
     """Read the SSE stream, emitting batched ``llm.token`` events; stop closes the stream."""
     chunks = client.chat.completions.create(**request, stream=True,
                                             stream_options={"include_usage": True})
@@ -134,7 +133,7 @@ def stream(client: Any, request: dict[str, Any], ctx: NodeContext, emit: Emit) -
     def flush() -> None:
         nonlocal last_emit
         if pending:
-            emit("llm.token", node_id=ctx.node_id, token="".join(pending))
+            ctx.publish(LlmTokens(node_id=ctx.node_id, text="".join(pending)))
             pending.clear()
             last_emit = time.monotonic()
 
@@ -175,7 +174,6 @@ class LlmNode(NodeType):
     def run(self, ctx: NodeContext) -> NodeResult:
         params = ctx.params()
         settings: dict[str, Any] = ctx.services.get("settings") or {}
-        emit: Emit = ctx.services.get("emit") or (lambda *args, **kwargs: None)
         api_key = settings.get("openai_api_key")
         base_url = settings.get("openai_base_url") or DEFAULT_BASE_URL
         if not api_key and not settings.get("openai_base_url"):
@@ -201,14 +199,14 @@ class LlmNode(NodeType):
                                max_retries=0)
         try:
             with client:
-                reply = (stream(client, request, ctx, emit) if params["stream"]
+                reply = (stream(client, request, ctx) if params["stream"]
                          else complete(client, request))
         except openai.OpenAIError as exc:
             raise provider_error(exc, base_url, timeout) from None
 
         output: dict[str, Any] = {"text": reply.text, "usage": reply.usage, "model": reply.model,
                                   "finish_reason": reply.finish_reason}
-        emit("llm.usage", node_id=ctx.node_id, usage=reply.usage, model=reply.model)
+        ctx.publish(LlmUsage(node_id=ctx.node_id, usage=reply.usage, model=reply.model))
         if fmt is not None:
             output["json"] = parse_json(reply)
         return NodeResult(output)

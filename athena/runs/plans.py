@@ -1,23 +1,10 @@
-"""What every way of running an execution shares (a worker's :class:`ExecutionRun`, an inline
-:class:`DeferredRun`): the parsed-graph cache and the size bound of outputs sent in events."""
+"""The parsed-graph cache: a workflow's runs share one validated plan per process."""
 from __future__ import annotations
 
 import functools
 import json
-from typing import Any
 
 from athena.engine import Graph
-
-MAX_EVENT_OUTPUT_BYTES = 64 * 1024
-
-
-def bounded(value: Any) -> tuple[Any, bool]:
-    """``(value, False)``, or ``(None, True)`` when its JSON is over ``MAX_EVENT_OUTPUT_BYTES``
-    (the event then says ``output_truncated``; the checkpoint keeps the whole output)."""
-    encoded = json.dumps(value, default=str)
-    if len(encoded) > MAX_EVENT_OUTPUT_BYTES:
-        return None, True
-    return value, False
 
 
 @functools.lru_cache(maxsize=256)

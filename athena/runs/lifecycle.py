@@ -1,14 +1,18 @@
-"""Execution status rules, enforced in one place.
+"""A run's life cycle, owned here: its status transitions and its closing pair of events.
 
 pending -> running -> (waiting | paused) -> running -> completed | failed | cancelled.
-Every change is a compare-and-set UPDATE: it succeeds only from an allowed status, so a
-late completion can never overwrite ``cancelled`` and a terminal status never changes."""
+Every change is a compare-and-set UPDATE (:func:`transition`): it succeeds only from an allowed
+status, so a late completion can never overwrite ``cancelled`` and a terminal status never
+changes. The closing ``execution.status`` + ``execution.finished`` pair is written by
+:func:`close` only, once per run, whoever ends it."""
 from __future__ import annotations
 
 from typing import Any
 
 from athena.models import TERMINAL_STATUSES, WorkflowExecution
-from athena.services.prebuilt import update_row
+from athena.runs.prebuilt import update_row
+from athena.runs.sinks import EventSink
+from athena.runs.wire import closing_pair
 from athena.timeutil import utcnow
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -41,3 +45,18 @@ def transition(execution_id: int, target: str, *, only_from: tuple[str, ...] | N
         values.setdefault("stopped_at", now)
         values.setdefault("wait_till", None)
     return update_row(WorkflowExecution.__table__, execution_id, status_in=tuple(allowed), **values) == 1
+
+
+def close(events: EventSink, status: str, *, output: Any = None, error: str | None = None) -> bool:
+    """Emit the run's closing ``execution.status`` + ``execution.finished`` pair, once per run:
+    the one place that writes it. Whoever ends a run calls it after committing the terminal
+    status (the worker finishing or noticing a stop, the stop API for a run no worker holds, the
+    sweeper failing a run lost too often, the inline batch); the first caller's claim wins and
+    the others emit nothing. Held events of ``events`` go out first, in one round trip with the
+    pair. False if another caller had already closed the run."""
+    claimed = events.claim_close()
+    if claimed:
+        for name, fields in closing_pair(status, output, error):
+            events.queue(name, **fields)
+    events.flush()
+    return claimed

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from redis import Redis
 
+from athena.runs.wire import WORKSPACE_EVENTS, encode
 from athena.timeutil import iso_now
 
 PREFIX = "athena"
@@ -65,10 +66,6 @@ def control_channel(execution_uuid: str) -> str:
     return f"{PREFIX}:exec:{execution_uuid}:control"
 
 
-# Events that also go to the workspace channel.
-WORKSPACE_EVENTS = frozenset({"execution.status", "execution.finished", "approval.requested", "approval.decided"})
-
-
 @dataclass
 class AppendResult:
     seq: int
@@ -94,9 +91,7 @@ class EventLog:
         args: list[Any] = [self.maxlen, self.ttl]
         ts = iso_now()
         for event, fields in events:
-            payload = {"event": event, "ts": ts, "execution_uuid": execution_uuid,
-                       "workspace_uuid": workspace_uuid, **fields}
-            args += [json.dumps(payload, default=str, separators=(",", ":")),
+            args += [encode(event, fields, ts=ts, execution_uuid=execution_uuid, workspace_uuid=workspace_uuid),
                      "1" if event in WORKSPACE_EVENTS else "0"]
         keys = [seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
                 workspace_stream_key(workspace_uuid), stop_key(execution_uuid)]
@@ -111,7 +106,8 @@ class EventLog:
     @staticmethod
     def _decode(entries, workspace: bool = False, want: Callable[[bytes], bool] | None = None) -> list[dict]:
         """Entries as events with their ``seq``; with ``want``, only the entries whose raw JSON
-        it accepts are decoded (the others come back as ``{"seq": n, "event": None}``)."""
+        (as :func:`athena.runs.wire.encode` wrote it) it accepts are decoded (the others come back
+        as ``{"seq": n, "event": None}``)."""
         events = []
         for entry_id, fields in entries:
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
