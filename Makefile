@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 .PHONY: help install run test test-slow test-all fuzz migrate worker bench bench-peers clean distclean
 
 help:
-	@echo "make run          API + worker + embedded Redis (python -m athena.devserver)"
+	@echo "make run          API + worker + embedded Redis (python -m athena.dev.devserver)"
 	@echo "make test         fast tests (-m 'not slow and not fuzz'); PYTEST_ARGS='-k name' to filter"
 	@echo "make test-slow    slow tests only (-m slow)"
 	@echo "make test-all     every test (the fuzzing too)"
@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV_PY) -m athena.devserver
+	$(VENV_PY) -m athena.dev.devserver
 
 test: $(STAMP)
 	$(VENV_PY) -m pytest -q -m "not slow and not fuzz" $(PYTEST_ARGS)

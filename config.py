@@ -92,14 +92,14 @@ class Config:
     SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS")
     SQLALCHEMY_DATABASE_URI = _database_url(f"sqlite:///{INSTANCE_DIR / 'athena.db'}")
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    # Empty means: use the embedded Redis started by `make run` (see athena/embedded_redis.py).
+    # Empty means: use the embedded Redis started by `make run` (see athena/dev/embedded_redis.py).
     REDIS_URL = _env("REDIS_URL")
     EMBEDDED_REDIS_PORT = _env_int("ATHENA_EMBEDDED_REDIS_PORT", 6390)
     INSTANCE_DIR = str(INSTANCE_DIR)
     HOST = _env("ATHENA_HOST", "127.0.0.1")
     PORT = _env_int("PORT", 5000)
     QUEUE_NAME = _env("ATHENA_QUEUE", "athena")
-    # `make run` (athena/devserver.py): seconds children get to stop before SIGKILL
+    # `make run` (athena/dev/devserver.py): seconds children get to stop before SIGKILL
     SHUTDOWN_TIMEOUT_SECONDS = _env_float("ATHENA_SHUTDOWN_TIMEOUT", 10.0)
 
     # Auth

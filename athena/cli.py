@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
         print(usage(), end="")
         return 0
     if argv[0] == "watch":
-        from athena.watch import main as watch_main
+        from athena.dev.watch import main as watch_main
 
         return watch_main(argv[1:])
     groups = {name.split()[0] for name, _ in _app_commands()}

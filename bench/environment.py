@@ -85,7 +85,7 @@ def postgres_unavailable(pg_url: str, redis_url: str) -> str | None:
             pass
     except Exception as exc:  # noqa: BLE001
         return f"PostgreSQL at {pg_url} is not reachable ({type(exc).__name__}: {str(exc)[:120]})"
-    from athena.embedded_redis import redis_answers
+    from athena.dev.embedded_redis import redis_answers
 
     if not redis_answers(redis_url):
         return f"no Redis server answers at {redis_url}"

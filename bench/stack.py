@@ -297,7 +297,7 @@ class Stack:
             client.ping()
             client.flushdb()  # only this index
             return
-        from athena.embedded_redis import start_embedded_redis
+        from athena.dev.embedded_redis import start_embedded_redis
 
         # The same settings as `make run`: AOF with fsync every second.
         self.embedded = start_embedded_redis(port=None, data_dir=str(self.instance / "redis"))

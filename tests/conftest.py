@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 import config
 from athena import create_app
-from athena.embedded_redis import redis_answers, start_embedded_redis
+from athena.dev.embedded_redis import redis_answers, start_embedded_redis
 from athena.extensions import db
 from tests.support.servers import LiveServer, WorkerProcess
 

@@ -1,6 +1,6 @@
-"""The `make run` supervisor (athena/devserver.py) and the embedded Redis, for real: no mocks.
+"""The `make run` supervisor (athena/dev/devserver.py) and the embedded Redis, for real: no mocks.
 
-The devserver tests start `python -m athena.devserver` in a clean environment (SQLite and
+The devserver tests start `python -m athena.dev.devserver` in a clean environment (SQLite and
 embedded Redis in a tmp dir, free ports), wait for the API, then stop it and check that
 nothing of its process tree is left behind.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from athena.embedded_redis import redis_answers, start_embedded_redis
+from athena.dev.embedded_redis import redis_answers, start_embedded_redis
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 60.0
@@ -139,7 +139,7 @@ class DevServer:
         })
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "athena.devserver"],
+            [sys.executable, "-m", "athena.dev.devserver"],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -67,7 +67,7 @@ class RunDriver:
     def publish(self, event: Published) -> None:
         """A node's live event (streamed tokens): out now, after any held events."""
         name, fields = wire.from_engine(event)
-        self.events.emit(name, **fields)
+        self.events.emit_live(name, **fields)
 
     def _queue(self, event: NodeStarted | NodeFinished | LoopProgress) -> None:
         name, fields = wire.from_engine(event)

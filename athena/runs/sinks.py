@@ -7,6 +7,7 @@ nodes and sends them in one round trip, after the checkpoint that covers them (t
 never behind the log)."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from athena.models import WorkflowExecution
 
 STOP_RECHECK_SECONDS = 0.005
+log = logging.getLogger(__name__)
 
 
 def final_events_key(execution_uuid: str) -> str:
@@ -36,6 +38,11 @@ class EventSink(Protocol):
 
     def emit(self, event: str, **fields: Any) -> None:
         """Queue ``event`` and flush (after any held ones)."""
+
+    def emit_live(self, event: str, **fields: Any) -> None:
+        """Like :meth:`emit`, for an event only live watchers need (streamed tokens): when the
+        log cannot be reached it is dropped, not raised (the node's output keeps the whole text),
+        and the held events stay held, in order, for the next flush."""
 
     def claim_close(self) -> bool:
         """Whether this sink may write the run's closing pair: True for exactly one caller."""
@@ -88,6 +95,20 @@ class EventLogSink(_Buffer):
         self.queue(event, **fields)
         self.flush()
 
+    def emit_live(self, event: str, **fields: Any) -> None:
+        with self.lock:
+            batch = [*self.pending, (event, {"workflow_uuid": self.workflow_uuid, **fields})]
+            self.pending = []
+            try:
+                result = self.log.append_many(self.execution_uuid, self.workspace_uuid, batch)
+            except RedisError as exc:
+                self.pending = batch[:-1] + self.pending
+                log.warning("execution %s: a live %s event was dropped, Redis is unreachable (%s)",
+                            self.execution_uuid, event, exc)
+                return
+        self.stop_seen = self.stop_seen or result.stop_requested
+        self.last_stop_check = time.monotonic()
+
     def claim_close(self) -> bool:
         return bool(self.log.redis.set(final_events_key(self.execution_uuid), "1", nx=True, ex=self.log.ttl))
 
@@ -119,6 +140,9 @@ class BufferedSink(_Buffer):
         return None  # everything goes out with write()
 
     def emit(self, event: str, **fields: Any) -> None:
+        self.queue(event, **fields)
+
+    def emit_live(self, event: str, **fields: Any) -> None:
         self.queue(event, **fields)
 
     def claim_close(self) -> bool:

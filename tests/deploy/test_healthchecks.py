@@ -20,7 +20,7 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
-from athena.devserver import _gunicorn_extra_args
+from athena.dev.devserver import _gunicorn_extra_args
 from tests.deploy.test_compose import SERVICES, config_variables, environment
 from tests.support.servers import ROOT, free_port, send_json, serve_http, wait_for
 

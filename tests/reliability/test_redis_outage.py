@@ -130,6 +130,23 @@ def test_calls_while_redis_is_unreachable_answer_with_the_pending_execution(unre
         target.close()
 
 
+def test_an_inline_run_while_redis_is_unreachable_answers_its_finished_execution(unreachable_redis_app):
+    """A ``?wait=true`` call of a workflow of pure nodes runs inline: it needs no Redis to run,
+    so it answers 200 with the finished execution, recorded once (only its live events are lost)."""
+    user = make_user()
+    nodes = [{"id": "start", "type": "webhook", "parameters": {}},
+             {"id": "double", "type": "set", "parameters": {"fields": {"n": "{{ trigger.body.n * 2 }}"}}}]
+    workflow = make_workflow(make_workspace(user), user, nodes, [{"id": "e", "source": "start", "target": "double"}])
+    answer = unreachable_redis_app.test_client().post(
+        f"/api/v1/workflows/{workflow.uuid}/webhook?wait=true", json={"n": 21},
+        headers={"Authorization": f"Bearer {token_for(user)}"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.json["data"]["status"] == "completed" and answer.json["data"]["output"] == {"double": {"n": 42}}
+    rows = db.session.execute(db.select(WorkflowExecution).where(WorkflowExecution.workflow_id == workflow.id)
+                              ).scalars().all()
+    assert [(row.uuid, row.status) for row in rows] == [(answer.json["data"]["uuid"], "completed")]
+
+
 # -- 3. the worker process outlives a Redis restart ---------------------------------------------
 def _start(server: LiveServer, headers: dict[str, str], workflow_uuid: str, kind: str, key: str) -> str:
     response = requests.post(f"{server.url}/api/v1/workflows/{workflow_uuid}/webhook",

@@ -31,7 +31,7 @@ from rq.job import Job
 
 import config
 from athena import create_app
-from athena.embedded_redis import EmbeddedRedis, start_embedded_redis
+from athena.dev.embedded_redis import EmbeddedRedis, start_embedded_redis
 from athena.runs.eventlog import event_log_for_app, stream_key
 from athena.redis_client import get_redis
 from athena.extensions import db

