@@ -34,6 +34,7 @@ from jobs.lifecycle import shutdown_requested
 
 RECONNECT_MIN_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 10.0  # also caps RQ's own backoff while it waits for a job
+HEARTBEAT_MIN_SECONDS = 1.0  # RQ's worker keys live 480 s and more: one heartbeat a second is plenty
 QUIET_SECONDS = 60.0  # while Redis stays away: one "still waiting" line per this long
 REDIS_LOST = (RedisConnectionError, RedisTimeoutError)
 
@@ -74,6 +75,22 @@ def _sleep(seconds: float) -> None:
 
 class AthenaWorker(SimpleWorker):
     max_connection_wait_time = RECONNECT_MAX_SECONDS
+    last_direct_heartbeat = float("-inf")
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat (three commands that extend the worker's keys, 480 s and more) is sent
+        three times per job when called on its own: once per ``HEARTBEAT_MIN_SECONDS`` is as
+        safe, in one round trip. Heartbeats with a timeout of their own, and those inside RQ's
+        pipelines, are left as they are."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        if timeout is None and time.monotonic() - self.last_direct_heartbeat < HEARTBEAT_MIN_SECONDS:
+            return
+        batch = self.connection.pipeline(transaction=False)
+        super().heartbeat(timeout, pipeline=batch)
+        batch.execute()
+        self.last_direct_heartbeat = time.monotonic()
 
     def handle_warm_shutdown_request(self) -> None:
         shutdown_requested.set()

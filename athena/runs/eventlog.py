@@ -20,15 +20,24 @@ from athena.timeutil import iso_now
 
 PREFIX = "athena"
 
+# ARGV: maxlen, ttl, claim_from, then (event JSON, "1" if it also goes to the workspace) pairs.
+# With claim_from > 0, the events from that (1-based) one on are appended only if this call
+# sets the claim key KEYS[6] (the closing pair: once per execution, whoever sends it first).
 _APPEND = """
-local maxlen, ttl = ARGV[1], ARGV[2]
+local maxlen, ttl, claim_from = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local claimed = 1
+if claim_from > 0 and not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ttl) then
+  claimed = 0
+end
 local seq, wseq = 0, 0
-for i = 3, #ARGV, 2 do
-  seq = redis.call('INCR', KEYS[1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-0', 'e', ARGV[i])
-  if ARGV[i + 1] == '1' then
-    wseq = redis.call('INCR', KEYS[3])
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, wseq .. '-0', 'e', ARGV[i], 'x', seq)
+for i = 4, #ARGV, 2 do
+  if claimed == 1 or (i - 2) / 2 < claim_from then
+    seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-0', 'e', ARGV[i])
+    if ARGV[i + 1] == '1' then
+      wseq = redis.call('INCR', KEYS[3])
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, wseq .. '-0', 'e', ARGV[i], 'x', seq)
+    end
   end
 end
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -38,7 +47,7 @@ if wseq > 0 then
   redis.call('EXPIRE', KEYS[4], ttl)
 end
 local stop = redis.call('EXISTS', KEYS[5])
-return {seq, wseq, stop}
+return {seq, wseq, stop, claimed}
 """
 
 
@@ -58,6 +67,11 @@ def workspace_seq_key(workspace_uuid: str) -> str:
     return f"{PREFIX}:ws:{workspace_uuid}:seq"
 
 
+def final_events_key(execution_uuid: str) -> str:
+    """Set once the closing pair of the execution was claimed (see :func:`athena.runs.lifecycle.close`)."""
+    return f"{PREFIX}:exec:{execution_uuid}:final"
+
+
 def stop_key(execution_uuid: str) -> str:
     return f"{PREFIX}:exec:{execution_uuid}:stop"
 
@@ -71,6 +85,7 @@ class AppendResult:
     seq: int
     workspace_seq: int
     stop_requested: bool
+    claimed: bool = True  # with ``claim_from``: whether the claimed events were appended
 
 
 class EventLog:
@@ -85,23 +100,26 @@ class EventLog:
         return self.append_many(execution_uuid, workspace_uuid, [(event, fields)], pipeline=pipeline)
 
     def append_many(self, execution_uuid: str, workspace_uuid: str,
-                    events: list[tuple[str, dict[str, Any]]], pipeline: Any = None) -> AppendResult | None:
+                    events: list[tuple[str, dict[str, Any]]], pipeline: Any = None,
+                    claim_from: int = 0) -> AppendResult | None:
         """Append several events in order in one round trip; the result is the last one's.
-        With a ``pipeline``, the append is queued on it (it runs, and answers, with the pipeline)."""
-        args: list[Any] = [self.maxlen, self.ttl]
+        With a ``pipeline``, the append is queued on it (it runs, and answers, with the pipeline).
+        With ``claim_from`` (1-based), the events from that one on are appended only if this
+        call is the first to claim the execution's closing pair (``AppendResult.claimed``)."""
+        args: list[Any] = [self.maxlen, self.ttl, claim_from]
         ts = iso_now()
         for event, fields in events:
             args += [encode(event, fields, ts=ts, execution_uuid=execution_uuid, workspace_uuid=workspace_uuid),
                      "1" if event in WORKSPACE_EVENTS else "0"]
         keys = [seq_key(execution_uuid), stream_key(execution_uuid), workspace_seq_key(workspace_uuid),
-                workspace_stream_key(workspace_uuid), stop_key(execution_uuid)]
+                workspace_stream_key(workspace_uuid), stop_key(execution_uuid), final_events_key(execution_uuid)]
         if pipeline is not None:
             # EVAL, not EVALSHA: a pipeline would first ask SCRIPT EXISTS (one more round trip);
             # Redis caches the compiled script by its hash either way.
             pipeline.eval(_APPEND, len(keys), *keys, *args)
             return None
-        seq, wseq, stop = self._append(keys=keys, args=args)
-        return AppendResult(int(seq), int(wseq), bool(stop))
+        seq, wseq, stop, claimed = self._append(keys=keys, args=args)
+        return AppendResult(int(seq), int(wseq), bool(stop), bool(claimed))
 
     @staticmethod
     def _decode(entries, workspace: bool = False, want: Callable[[bytes], bool] | None = None) -> list[dict]:
@@ -143,17 +161,20 @@ class EventLog:
         """Every event after ``after_seq``: the replay, then live ones, until ``timeout`` seconds.
         With ``want``, only the events whose raw JSON it accepts (see :meth:`_decode`)."""
         deadline = time.monotonic() + timeout
+        batch = self.read_after(key, after_seq, workspace=workspace, want=want)  # the replay
         while True:
-            batch = self.read_after(key, after_seq, workspace=workspace, want=want)
-            if not batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                batch = self.wait_after(key, after_seq, max(1, int(min(remaining, 1.0) * 1000)), workspace, want)
             for event in batch:
                 after_seq = event["seq"]
                 if event["event"] is not None:
                     yield event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:  # no more waiting: only what is already there
+                batch = self.read_after(key, after_seq, workspace=workspace, want=want)
+                if not batch:
+                    return
+                continue
+            # XREAD answers at once when newer events are there, else when one arrives.
+            batch = self.wait_after(key, after_seq, max(1, int(min(remaining, 1.0) * 1000)), workspace, want)
 
     # Stop signals
     def request_stop(self, execution_uuid: str) -> None:

@@ -54,9 +54,4 @@ def close(events: EventSink, status: str, *, output: Any = None, error: str | No
     sweeper failing a run lost too often, the inline batch); the first caller's claim wins and
     the others emit nothing. Held events of ``events`` go out first, in one round trip with the
     pair. False if another caller had already closed the run."""
-    claimed = events.claim_close()
-    if claimed:
-        for name, fields in closing_pair(status, output, error):
-            events.queue(name, **fields)
-    events.flush()
-    return claimed
+    return events.close(closing_pair(status, output, error))

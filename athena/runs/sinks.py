@@ -24,11 +24,6 @@ STOP_RECHECK_SECONDS = 0.005
 log = logging.getLogger(__name__)
 
 
-def final_events_key(execution_uuid: str) -> str:
-    """Set once the closing pair of the execution was claimed (see :func:`athena.runs.lifecycle.close`)."""
-    return f"athena:exec:{execution_uuid}:final"
-
-
 class EventSink(Protocol):
     def queue(self, event: str, **fields: Any) -> None:
         """Hold ``event`` until the next :meth:`flush`."""
@@ -44,8 +39,9 @@ class EventSink(Protocol):
         log cannot be reached it is dropped, not raised (the node's output keeps the whole text),
         and the held events stay held, in order, for the next flush."""
 
-    def claim_close(self) -> bool:
-        """Whether this sink may write the run's closing pair: True for exactly one caller."""
+    def close(self, pair: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Send the held events, then ``pair`` (the run's closing pair) unless the run was
+        already closed: exactly one caller per run gets True and sends it."""
 
     def stop_requested(self) -> bool:
         """Whether someone asked the run to stop (as far as this sink knows)."""
@@ -88,8 +84,7 @@ class EventLogSink(_Buffer):
                 return
             batch, self.pending = self.pending, []
             result = self.log.append_many(self.execution_uuid, self.workspace_uuid, batch)
-        self.stop_seen = self.stop_seen or result.stop_requested
-        self.last_stop_check = time.monotonic()
+        self.saw_stop(result.stop_requested)
 
     def emit(self, event: str, **fields: Any) -> None:
         self.queue(event, **fields)
@@ -106,11 +101,21 @@ class EventLogSink(_Buffer):
                 log.warning("execution %s: a live %s event was dropped, Redis is unreachable (%s)",
                             self.execution_uuid, event, exc)
                 return
-        self.stop_seen = self.stop_seen or result.stop_requested
-        self.last_stop_check = time.monotonic()
+        self.saw_stop(result.stop_requested)
 
-    def claim_close(self) -> bool:
-        return bool(self.log.redis.set(final_events_key(self.execution_uuid), "1", nx=True, ex=self.log.ttl))
+    def close(self, pair: list[tuple[str, dict[str, Any]]]) -> bool:
+        with self.lock:  # one round trip: the held events, the claim and (if won) the pair
+            batch = [*self.pending, *((event, {"workflow_uuid": self.workflow_uuid, **fields}) for event, fields in pair)]
+            self.pending = []
+            result = self.log.append_many(self.execution_uuid, self.workspace_uuid, batch,
+                                          claim_from=len(batch) - len(pair) + 1)
+        self.saw_stop(result.stop_requested)
+        return result.claimed
+
+    def saw_stop(self, requested: bool) -> None:
+        """What a read of the stop key just answered (e.g. together with the lease)."""
+        self.stop_seen = self.stop_seen or requested
+        self.last_stop_check = time.monotonic()
 
     def stop_requested(self) -> bool:
         if not self.stop_seen and time.monotonic() - self.last_stop_check > STOP_RECHECK_SECONDS:
@@ -134,7 +139,7 @@ class BufferedSink(_Buffer):
 
     def __init__(self, log: EventLog, execution_uuid: str, workspace_uuid: str, workflow_uuid: str) -> None:
         super().__init__(log, execution_uuid, workspace_uuid, workflow_uuid)
-        self.closed = False
+        self.closed = 0  # the number of events of the closing pair, once queued
 
     def flush(self) -> None:
         return None  # everything goes out with write()
@@ -145,19 +150,21 @@ class BufferedSink(_Buffer):
     def emit_live(self, event: str, **fields: Any) -> None:
         self.queue(event, **fields)
 
-    def claim_close(self) -> bool:
+    def close(self, pair: list[tuple[str, dict[str, Any]]]) -> bool:
         if self.closed:
             return False
-        self.closed = True  # nobody else knows the execution yet; write() records the claim
+        for event, fields in pair:
+            self.queue(event, **fields)
+        self.closed = len(pair)  # nobody else knows the execution yet; write() records the claim
         return True
 
     def stop_requested(self) -> bool:
         return False  # nobody can ask: the execution does not exist yet
 
     def write(self, redis: Redis) -> None:
-        """One round trip: the closing claim (if the pair was queued) and every event."""
+        """One round trip: every event, with the closing claim if the pair was queued."""
+        batch = self.take()
+        claim_from = len(batch) - self.closed + 1 if self.closed else 0
         pipe = redis.pipeline(transaction=False)
-        if self.closed:
-            pipe.set(final_events_key(self.execution_uuid), "1", ex=self.log.ttl)
-        self.log.append_many(self.execution_uuid, self.workspace_uuid, self.take(), pipeline=pipe)
+        self.log.append_many(self.execution_uuid, self.workspace_uuid, batch, pipeline=pipe, claim_from=claim_from)
         pipe.execute()

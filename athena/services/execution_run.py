@@ -22,10 +22,11 @@ from athena.extensions import db
 from athena.models import Workflow, WorkflowExecution, WorkflowExecutionData
 from athena.redis_client import get_redis
 from athena.runs import lifecycle, wire
-from athena.runs.driver import RunDriver
+from athena.runs.driver import OVERFLOW, RunDriver
 from athena.runs.plans import parsed_graph
 from athena.runs.prebuilt import update_row
-from athena.runs.sinks import EventSink, execution_events
+from athena.runs.eventlog import stop_key
+from athena.runs.sinks import EventLogSink, EventSink, execution_events
 from athena.services import approvals, recovery
 from athena.services import resume as resumption
 from athena.services.leases import Lease
@@ -33,6 +34,7 @@ from athena.services.secrets import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
 
 log = logging.getLogger(__name__)
+NOT_STARTED = "not runnable"  # stopped (or taken) before the run's first write: nothing was written
 
 
 @functools.cache
@@ -72,8 +74,25 @@ class ExecutionStore:
         self.events = events
         self.retry_of = retry_of
         self.has_parent = has_parent  # a sub-workflow's child: its parent may be waiting on it
+        # A fresh start's ``pending -> running`` values, written with the first checkpoint.
+        self.deferred_start: dict[str, Any] | None = None
+
+    def _started(self) -> bool:
+        """Write the deferred ``pending -> running`` (in the caller's transaction). False if
+        the execution was stopped before: it must not run, and nothing it queued is sent (the
+        stop closed it)."""
+        if self.deferred_start is None:
+            return True
+        values, self.deferred_start = self.deferred_start, None
+        if lifecycle.transition(self.execution_id, "running", only_from=("pending",), **values):
+            return True
+        db.session.rollback()
+        self.events.take()
+        return False
 
     def checkpoint(self, run: RunDriver) -> bool:
+        if not self._started():
+            return False  # the driver stops at once (OVERFLOW): stopped before it started
         update_row(WorkflowExecutionData.__table__, self.data_id, workflow_data=run.state.to_entries(),
                    metadata=dict(run.meta), updated_at=utcnow())
         db.session.commit()
@@ -87,7 +106,8 @@ class ExecutionStore:
                         wait_started_at=iso(utcnow()))
             meta.pop("wait_completed_at", None)
         meta["running_node"] = event.node_id
-        run.checkpoint()
+        if not run.checkpoint():
+            return NOT_STARTED
         if not lifecycle.transition(self.execution_id, event.status, only_from=("running",), wait_till=wait_till):
             db.session.rollback()
             return self.stop(run)
@@ -109,13 +129,15 @@ class ExecutionStore:
         """Warm shutdown: the node in progress has finished and is checkpointed; another worker
         continues from here (the lease is released when this job returns)."""
         run.meta["running_node"] = None
-        run.save_batch()
+        if not run.save_batch():
+            return NOT_STARTED
         recovery.enqueue_continuation(self.execution_id, self.uuid, reason="handoff")
         return "handed over"
 
     def stop(self, run: RunDriver) -> str:
         run.meta["running_node"] = None
-        run.checkpoint()
+        if not run.checkpoint():
+            return NOT_STARTED
         lifecycle.transition(self.execution_id, "cancelled", error="Stopped")  # no-op if the API already wrote it
         db.session.commit()
         lifecycle.close(self.events, "cancelled", error="Stopped")
@@ -124,6 +146,8 @@ class ExecutionStore:
     def finish(self, run: RunDriver, status: str, output: Any, error: str | None) -> str:
         run.meta["running_node"] = None
         run.meta["execution_time"] = run.execution_time()
+        if not self._started():
+            return NOT_STARTED
         update_row(WorkflowExecutionData.__table__, self.data_id, metadata=dict(run.meta),
                    workflow_data=run.state.to_entries())
         if not lifecycle.transition(self.execution_id, status, only_from=("running",), output=output, error=error):
@@ -167,11 +191,14 @@ class ExecutionRun:
                 lifecycle.close(execution_events(execution), execution.status, error=execution.error)
             return f"already {execution.status}"
         lease = Lease(get_redis(), execution.uuid, current_app.config["EXECUTION_LEASE_SECONDS"])
-        if not lease.acquire():
+        acquired, stop_requested = lease.acquire_and_check(stop_key(execution.uuid))
+        if not acquired:
             db.session.rollback()
             return "busy: another worker holds the lease"
+        events = execution_events(execution)
+        events.saw_stop(stop_requested)
         try:
-            return self._run(execution)
+            return self._run(execution, events)
         except RedisError:
             # Redis went away: leave the execution ``running`` at its last checkpoint; the sweeper
             # continues it once the lease (in Redis) is seen expired.
@@ -188,7 +215,7 @@ class ExecutionRun:
         finally:
             lease.release()
 
-    def _run(self, execution: WorkflowExecution) -> str:
+    def _run(self, execution: WorkflowExecution, events: EventLogSink) -> str:
         started_at = execution.started_at or utcnow()
         timed_wait = execution.wait_till is not None
         # Everything the run needs, read now: commits below expire the loaded rows.
@@ -201,7 +228,6 @@ class ExecutionRun:
             variables, undecryptable = {}, str(exc)
         meta = dict(data.meta or {})
         graph_json, entries = dict(data.data or {}), list(data.workflow_data or [])
-        events = execution_events(execution)
         store = ExecutionStore(execution_id, uuid, data.id, events, retry_of=execution.retry_of,
                                has_parent=execution.parent_execution_id is not None)
         data_id = data.id
@@ -212,6 +238,12 @@ class ExecutionRun:
             db.session.rollback()  # the lease proves no other worker runs it: go on from the checkpoint
             if self.announce:
                 events.queue(wire.EXECUTION_STATUS, status="running")
+        elif execution.status == "pending" and not self.resume:
+            # A fresh start: ``running`` is written by the first checkpoint (or the end), in its
+            # transaction: one commit less, and the database is still never behind the log.
+            db.session.rollback()
+            store.deferred_start = {"started_at": started_at, "wait_till": None}
+            events.queue(wire.EXECUTION_STATUS, status="running")
         elif lifecycle.transition(execution_id, "running", only_from=("pending", "waiting", "paused"),
                                   started_at=started_at, wait_till=None):
             db.session.commit()
@@ -247,7 +279,8 @@ class ExecutionRun:
             publish=driver.publish,
         )
         db.session.remove()  # no transaction stays open while nodes run
-        return driver.drive(graph, ctx)
+        outcome = driver.drive(graph, ctx)
+        return NOT_STARTED if outcome == OVERFLOW else outcome
 
     def start_child(self, workflow_uuid: str, input: Any, wait: bool, node_id: str | None = None) -> dict[str, Any]:  # noqa: A002
         """``ctx.services["start_child"]`` (sub_workflow nodes)."""

@@ -87,11 +87,21 @@ class Lease:
         self._held = False
 
     def acquire(self) -> bool:
-        if not self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms):
-            return False
+        return self.acquire_and_check()[0]
+
+    def acquire_and_check(self, flag_key: str | None = None) -> tuple[bool, bool]:
+        """Take the lease and, in the same round trip, read whether ``flag_key`` exists (e.g.
+        the execution's stop key): ``(acquired, flag set)``."""
+        batch = self.redis.pipeline(transaction=False)
+        batch.set(self.key, self.token, nx=True, px=self.ttl_ms)
+        if flag_key is not None:
+            batch.exists(flag_key)
+        answers = batch.execute()
+        if not answers[0]:
+            return False, False
         self._held = True
         _keeper.add(self)
-        return True
+        return True, bool(answers[1]) if flag_key is not None else False
 
     def renew(self) -> None:
         try:

@@ -35,10 +35,20 @@ def test_a_live_event_is_dropped_not_raised_while_redis_is_unreachable(redis_con
     assert [(e["event"], e.get("token")) for e in logged] == [(wire.NODE_STARTED, None), (wire.LLM_TOKEN, "kept")]
 
 
-def test_the_closing_claim_is_won_once_per_execution(redis_conn):
+PAIR = wire.closing_pair("completed", {"a": 1}, None)
+
+
+def test_the_closing_pair_is_sent_once_per_execution_with_the_held_events(redis_conn):
     uuid = new_uuid()
-    sinks = [EventLogSink(EventLog(redis_conn), uuid, "ws", "wf") for _ in range(3)]
-    assert [sink.claim_close() for sink in sinks] == [True, False, False]
+    log = EventLog(redis_conn)
+    sinks = [EventLogSink(log, uuid, "ws", "wf") for _ in range(3)]
+    for number, sink in enumerate(sinks):
+        sink.queue(wire.NODE_PROGRESS, node_id="n", index=number, length=3, processed=number, errors=0)
+    assert [sink.close(PAIR) for sink in sinks] == [True, False, False]
+    logged = [(e["event"], e.get("index")) for e in log.read_after(stream_key(uuid), 0)]
+    # each sink's held event went out; the pair only once, with the first close
+    assert logged == [(wire.NODE_PROGRESS, 0), (wire.EXECUTION_STATUS, None), (wire.EXECUTION_FINISHED, None),
+                      (wire.NODE_PROGRESS, 1), (wire.NODE_PROGRESS, 2)]
 
 
 def test_a_buffered_sink_writes_everything_in_one_go_with_its_claim(redis_conn):
@@ -46,10 +56,11 @@ def test_a_buffered_sink_writes_everything_in_one_go_with_its_claim(redis_conn):
     log = EventLog(redis_conn)
     sink = BufferedSink(log, uuid, "ws", "wf")
     sink.queue(wire.EXECUTION_STATUS, status="running")
-    sink.emit(wire.EXECUTION_STATUS, status="completed")
+    sink.emit(wire.NODE_PROGRESS, node_id="n", index=1, length=1, processed=1, errors=0)
     sink.flush()
+    assert sink.close(PAIR) and not sink.close(PAIR)
     assert log.read_after(stream_key(uuid), 0) == []  # nothing before write()
-    assert sink.claim_close() and not sink.claim_close()
     sink.write(redis_conn)
-    assert [e["status"] for e in log.read_after(stream_key(uuid), 0)] == ["running", "completed"]
-    assert not EventLogSink(log, uuid, "ws", "wf").claim_close()  # write() recorded the claim
+    assert [e["event"] for e in log.read_after(stream_key(uuid), 0)] == [
+        wire.EXECUTION_STATUS, wire.NODE_PROGRESS, wire.EXECUTION_STATUS, wire.EXECUTION_FINISHED]
+    assert not EventLogSink(log, uuid, "ws", "wf").close(PAIR)  # write() recorded the claim
