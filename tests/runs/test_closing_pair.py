@@ -185,3 +185,28 @@ def test_event_names_are_spelled_only_in_the_wire_module():
                     "approval.requested", "approval.decided", "llm.token", "llm.usage"):
                 spelled.add(str(path.relative_to(ATHENA.parent)))
     assert spelled <= {"athena/runs/wire.py", "athena/engine/events.py", "athena/api/examples.py"}, spelled
+
+
+def test_a_stop_before_the_first_write_ends_the_run_with_nothing_written(app, client, owner_scene):
+    """A fresh start writes ``running`` with its first checkpoint: a stop that lands before it
+    (here: between the trigger and the next node, through the API) wins; the run writes and
+    logs nothing more, and the pair is the stop's."""
+    from athena.services.executions import create_execution
+
+    owner, workspace, headers = owner_scene
+    workflow = make_workflow(workspace, owner, *linear_graph(4))
+    execution = create_execution(workflow, owner, mode="manual", start=False)  # pending, not queued
+    uuid, execution_id = execution.uuid, execution.id
+    answers = []
+
+    def stop_between_nodes() -> bool:  # the run's should_handoff: called between top-level nodes
+        if not answers:
+            answers.append(client.post(f"{URL}/{uuid}/stop", headers=headers).status_code)
+        return False
+
+    assert ExecutionRun(execution_id, should_handoff=stop_between_nodes).run() == "not runnable"
+    assert answers == [200]
+    row = finished_row(uuid)
+    assert row.status == "cancelled" and row.execution_data.workflow_data == []
+    assert [e["event"] for e in events_of(uuid)] == ["execution.status", "execution.status", "execution.finished"]
+    assert_one_closing_pair(uuid, "cancelled")
