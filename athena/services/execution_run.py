@@ -30,6 +30,7 @@ from athena.services import approvals, recovery
 from athena.services import resume as resumption
 from athena.services.executions import claim_final_events, finished_event, status_event
 from athena.services.leases import Lease
+from athena.services.llm_client import llm_services
 from athena.services.prebuilt import update_row
 from athena.services.run_support import bounded, parsed_graph
 from athena.services.secrets import runtime_variables
@@ -237,6 +238,7 @@ class ExecutionRun:
             "emit": self.emit,
             # start_child(workflow_uuid, input, wait, node_id=...) -> {"uuid", ...} (sub_workflow nodes)
             "start_child": self.start_child,
+            **llm_services(self.execution_id),  # "llm": the model client layer (llm nodes)
         }
 
     def start_child(self, workflow_uuid: str, input: Any, wait: bool, node_id: str | None = None) -> dict[str, Any]:  # noqa: A002
