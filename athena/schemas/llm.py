@@ -116,7 +116,8 @@ class CredentialsWriteSchema(StrictSchema):
                                               validate.Length(max=4096)])
     base_url = Text(allow_none=True, validate=[validate.Regexp(_URL, error="Not an http(s) URL."),
                                                validate.Length(max=2048)])
-    organization = Text(allow_none=True, validate=validate.Length(max=255))
+    organization = Text(allow_none=True, validate=[validate.Regexp(r"^[\x21-\x7e]*$", error="Printable ASCII, no spaces."),
+                                                   validate.Length(max=255)])
     extra_headers = fields.Dict(keys=fields.String(validate=[validate.Regexp(_HEADER_NAME), validate.Length(max=128)]),
                                 values=fields.String(validate=[validate.Regexp(_HEADER_VALUE),
                                                                validate.Length(max=4096)]),

@@ -246,9 +246,16 @@ def _merge_credentials(provider: Provider, stored: dict[str, Any], given: dict[s
                 old = current.get(key) if isinstance(current.get(key), dict) else {}
                 value = {name: old.get(name) if item in (MASK, mask(str(old.get(name) or ""))) and name in old
                          else item for name, item in value.items()}
+                if any(MASK in str(item) for item in value.values()):
+                    message = f"credentials.{key}: send each value itself (a masked value only keeps a stored one)"
+                    raise Invalid(message, errors={f"credentials.{key}": [message]})
                 merged[key] = {name: encrypt(str(item)) for name, item in value.items()}
             elif isinstance(current.get(key), str) and value in (MASK, mask(current[key])):
                 continue  # the mask sent back: the stored secret stays
+            elif MASK in value:
+                message = (f"credentials.{key}: send the secret itself (a masked value only keeps the "
+                           "secret stored now)")
+                raise Invalid(message, errors={f"credentials.{key}": [message]})
             else:
                 merged[key] = encrypt(value)
         else:

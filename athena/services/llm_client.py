@@ -154,6 +154,9 @@ def provider_failure(exc: Exception, credentials: Credentials, timeout: float) -
     """The domain error for an ``openai`` exception (or the SSRF guard's refusal)."""
     import openai
 
+    if isinstance(exc, (UnicodeError, httpx.InvalidURL)):
+        message = f"The credentials cannot be sent to the provider: {exc}"
+        return ProviderRefused(message, errors={"credentials": [message]})
     if isinstance(exc, BlockedTarget):
         message = f"The base URL may not be used: {exc.message}; add its host to ATHENA_LLM_ALLOWLIST to permit it."
         return ProviderUnreachable(message, errors={"credentials.base_url": [message]})
@@ -361,7 +364,7 @@ class LlmClient:
         started = time.monotonic()
         try:
             response, attempts = self._attempt(request)
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, UnicodeError, httpx.InvalidURL) as exc:
             failure = provider_failure(exc, self.credentials, self.timeout)
             self.last_usage = self.recorder.record(self.caller, self.credentials, request["model"], None,
                                                    started=started, status=failure.kind, error=failure.message,
@@ -452,7 +455,7 @@ def list_models(credentials: Credentials, timeout: float | None = None) -> list[
     try:
         with openai_client(credentials, timeout) as client:
             return [{"id": model.id, "owned_by": getattr(model, "owned_by", None)} for model in client.models.list()]
-    except (openai.OpenAIError, BlockedTarget) as exc:
+    except (openai.OpenAIError, BlockedTarget, UnicodeError, httpx.InvalidURL) as exc:
         failure = provider_failure(exc, credentials, timeout)
         if isinstance(exc, openai.NotFoundError):
             message = (f"The base URL {credentials.base_url} has no models listing (HTTP 404): is it the API base "

@@ -61,7 +61,8 @@ GENERATE = f"POST {API}/workflows/generate"
 WEBHOOK = f"POST {API}/workflows/{{uuid}}/webhook"
 WAIT_AT_MOST = 1.0
 NO_MODEL = "needs a language model"
-UNREACHABLE = "is unreachable"
+WORLD_MODEL_URL = "http://127.0.0.1:9/v1"
+UNREACHABLE = f"The model server at {WORLD_MODEL_URL} is unreachable"
 ACCOUNT_WRITES = (f"POST {API}/accounts", f"PUT {API}/accounts/{{uuid}}")
 GRAPH_OPERATIONS = (f"POST {API}/workflows", f"PUT {API}/workflows/{{uuid}}")
 # Which object a path's first ``{uuid}`` names, by path prefix.
@@ -106,7 +107,7 @@ class World:
         db.session.add(approval)
         db.session.commit()
         provider, account, model = make_llm_objects(workspace, owner)
-        account.credentials = {**account.credentials, "base_url": "http://127.0.0.1:9/v1"}  # nothing listens
+        account.credentials = {**account.credentials, "base_url": WORLD_MODEL_URL}  # nothing listens
         db.session.commit()
         return cls(provider=provider.uuid, account=account.uuid, llm=model.uuid, token=token_for(owner), owner=owner.uuid, editor=editor.uuid, outsider_email=outsider.email,
                    workspace=workspace.uuid, workflow=workflow.uuid, execution=execution.uuid, failed=failed.uuid,
@@ -139,7 +140,7 @@ class World:
         db.session.execute(db.delete(Account).where(workspace_rows))
         db.session.execute(db.update(Account).where(Account.id == ids["account"]).values(
             deleted_at=None, is_default=False, provider_id=ids["provider"],
-            credentials={"api_key": encrypt("sk-factory-secret-key-0000"), "base_url": "http://127.0.0.1:9/v1"}))
+            credentials={"api_key": encrypt("sk-factory-secret-key-0000"), "base_url": WORLD_MODEL_URL}))
         db.session.execute(db.update(LargeLanguageModel).where(LargeLanguageModel.id == ids["llm"]).values(deleted_at=None))
         db.session.execute(db.delete(Provider).where(Provider.workspace_id == ids["workspace"],
                                                      Provider.id != ids["provider"]))

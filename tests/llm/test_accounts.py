@@ -165,6 +165,15 @@ def test_put_semantics(client, people, fake_openai: FakeOpenAI):
     assert _stored(account["uuid"]) == stored
 
 
+def test_a_mask_that_is_not_the_stored_secrets_is_422(client, people, fake_openai: FakeOpenAI):
+    account = create_account(client, people["owner"], people["workspace"], fake_openai.base_url)
+    url = f"/api/v1/accounts/{account['uuid']}?verify=false"
+    for credentials in ({"api_key": "sk-…zzzz"}, {"extra_headers": {"X-Team": "abc…wxyz"}},
+                        {"organization": "org-\u00e9t\u00e9"}):
+        response = client.put(url, json={"credentials": credentials}, headers=people["owner"])
+        assert assert_json_error(response, 422)["errors"], credentials
+
+
 def _stored(uuid: str) -> tuple:
     """The account's row as the API may change it (a worker may be syncing its models meanwhile)."""
     db.session.expire_all()
