@@ -144,8 +144,8 @@ class Generation:
                                                 model=self.settings.model, timeout=self.settings.timeout)
         except NotConfigured:
             raise GenerateError(503, NOT_CONFIGURED) from None
-        except NotFound as exc:
-            raise GenerateError(422, exc.message, errors={"account_uuid": [exc.message]}) from None
+        except NotFound as exc:  # like any other uuid of the caller's that is not there
+            raise GenerateError(404, exc.message, errors={"account_uuid": [exc.message]}) from None
         except DomainError as exc:  # e.g. a base URL the SSRF guard refuses
             raise GenerateError(exc.status, exc.message, headers=dict(exc.headers)) from None
         self.settings.base_url = self.client.base_url

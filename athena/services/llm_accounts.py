@@ -117,10 +117,7 @@ def _check_authentication_config(config: dict[str, Any]) -> dict[str, Any]:
         fields.append({"label": name.replace("_", " ").capitalize(), "type": CREDENTIAL_TYPES[name],
                        "required": False, "secret": name in ("api_key", "extra_headers"), "description": None,
                        **{key: value for key, value in item.items() if value is not None}})
-    names = [f["name"] for f in fields]
-    if len(set(names)) != len(names):
-        message = "authentication_config.fields names each field once"
-        raise Invalid(message, errors={"authentication_config": [message]})
+    fields = list({f["name"]: f for f in fields}.values())  # a field named twice: the last one counts
     for name in ("api_key", "extra_headers"):  # a key is always a secret, whatever the config says
         for f in fields:
             if f["name"] == name:
@@ -227,7 +224,7 @@ def _provider_for(user: User, provider_uuid: str, workspace_id: int) -> Provider
     provider = db.session.execute(visible_providers(user).where(Provider.uuid == provider_uuid)).scalar_one_or_none()
     if provider is None or provider.workspace_id not in (None, workspace_id):
         message = "No such provider for this workspace."
-        raise Invalid(message, errors={"provider_uuid": [message]})
+        raise NotFound(message, errors={"provider_uuid": [message]})
     return provider
 
 

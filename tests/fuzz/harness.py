@@ -24,7 +24,12 @@ What the run leaves out, forgives or steers, and nothing else (each with its rea
   provider unless ``verify=false``; this run has no model server, so every account write is sent
   with ``verify=false`` (the check itself is tested against a fake provider in tests/llm). The
   world's account points at a closed loopback port, so a generation on it answers 503 "is
-  unreachable": forgiven like the 503 without a model. After each write the world's workspace is
+  unreachable": forgiven like the 503 without a model. A schema-valid account write the provider
+  check still refuses (a 422 whose errors are all about ``credentials``) is forgiven: OpenAPI
+  cannot say which keys a provider accepts.
+- ``PUT /api/v1/accounts/{uuid}`` and ``PUT /api/v1/providers/{uuid}`` take a ``workspace_uuid``
+  that must be the object's own (an object does not move): another one is a 422 on
+  ``workspace_uuid`` alone, forgiven (OpenAPI cannot say "equal to the object's"). After each write the world's workspace is
   left with its own provider and account only (what a request added is removed).
 - Free-form JSON object keys (``variables``, a node's extra keys): no NUL in a key, variable names
   of 1 to 255 characters, a ``{"secret": true}`` variable needs a non-empty string value. OpenAPI
@@ -64,6 +69,7 @@ NO_MODEL = "needs a language model"
 WORLD_MODEL_URL = "http://127.0.0.1:9/v1"
 UNREACHABLE = f"The model server at {WORLD_MODEL_URL} is unreachable"
 ACCOUNT_WRITES = (f"POST {API}/accounts", f"PUT {API}/accounts/{{uuid}}")
+NO_MOVE = (f"PUT {API}/accounts/{{uuid}}", f"PUT {API}/providers/{{uuid}}")
 GRAPH_OPERATIONS = (f"POST {API}/workflows", f"PUT {API}/workflows/{{uuid}}")
 # Which object a path's first ``{uuid}`` names, by path prefix.
 PREFIXES = ((f"{API}/workflow-executions/", "execution"), (f"{API}/workflows/", "workflow"),
@@ -252,6 +258,11 @@ def _within_rules_beyond_openapi(case) -> None:
         body["nodes"], body["edges"] = linear_graph(3)
 
 
+def _only_about(errors: object, field: str) -> bool:
+    return isinstance(errors, dict) and bool(errors) and all(
+        key == field or key.startswith(f"{field}.") for key in errors)
+
+
 def _graph_errors(errors: object) -> bool:
     return isinstance(errors, dict) and bool(errors) and all(
         key in ("nodes", "edges") or key.startswith(("nodes.", "edges.")) for key in errors)
@@ -266,6 +277,12 @@ def excuse(failure: Failure, label: str, status: int, answer: Any, body: Any) ->
     if isinstance(failure, ServerError) and label == GENERATE and status == 503 and isinstance(answer, dict) \
             and UNREACHABLE in str(answer.get("message")):
         return "generation on an account whose server is not running"
+    if isinstance(failure, RejectedPositiveData) and label in ACCOUNT_WRITES and status == 422 \
+            and isinstance(answer, dict) and _only_about(answer.get("errors"), "credentials"):
+        return "credentials the provider check refuses"
+    if isinstance(failure, RejectedPositiveData) and label in NO_MOVE and status == 422 \
+            and isinstance(answer, dict) and answer.get("errors") == {"workspace_uuid": [answer.get("message")]}:
+        return "an object does not move to another workspace"
     if isinstance(failure, RejectedPositiveData) and label in GRAPH_OPERATIONS and status == 422 \
             and isinstance(body, dict) and ("nodes" in body or "edges" in body) and isinstance(answer, dict) \
             and _graph_errors(answer.get("errors")):
