@@ -136,7 +136,7 @@ def _slug_taken(slug: str, workspace_id: int, exclude_id: int | None = None) -> 
 def _apply_provider(provider: Provider, body: dict[str, Any]) -> None:
     if "slug" in body and _slug_taken(body["slug"], provider.workspace_id, provider.id):
         message = f"The slug {body['slug']!r} is taken in this workspace (built-ins included)."
-        raise Invalid(message, errors={"slug": [message]})
+        raise Conflict(message, errors={"slug": [message]})
     if "authentication_config" in body:
         body = {**body, "authentication_config": _check_authentication_config(body["authentication_config"])}
     for key, value in body.items():

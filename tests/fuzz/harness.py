@@ -23,8 +23,9 @@ What the run leaves out, forgives or steers, and nothing else (each with its rea
 - Accounts (``POST /api/v1/accounts``, ``PUT /api/v1/accounts/{uuid}``) are checked against their
   provider unless ``verify=false``; this run has no model server, so every account write is sent
   with ``verify=false`` (the check itself is tested against a fake provider in tests/llm). The
-  world's account points at a closed loopback port, so a generation on it answers 503 "is
-  unreachable": forgiven like the 503 without a model. A schema-valid account write the provider
+  world's account points at a closed loopback port (and accounts the run creates at the example's
+  local Ollama, not running here), so a generation on one answers 503 "The model server at
+  http://127.0.0.1:<port>/v1 is unreachable": forgiven like the 503 without a model. A schema-valid account write the provider
   check still refuses (a 422 whose errors are all about ``credentials``) is forgiven: OpenAPI
   cannot say which keys a provider accepts.
 - ``PUT /api/v1/accounts/{uuid}`` and ``PUT /api/v1/providers/{uuid}`` take a ``workspace_uuid``
@@ -38,6 +39,7 @@ What the run leaves out, forgives or steers, and nothing else (each with its rea
 """
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -67,7 +69,8 @@ WEBHOOK = f"POST {API}/workflows/{{uuid}}/webhook"
 WAIT_AT_MOST = 1.0
 NO_MODEL = "needs a language model"
 WORLD_MODEL_URL = "http://127.0.0.1:9/v1"
-UNREACHABLE = f"The model server at {WORLD_MODEL_URL} is unreachable"
+# "The model server at http://127.0.0.1:<port>/v1 is unreachable (...)": a loopback one, not running
+UNREACHABLE = re.compile(r"^The model server at http://127\.0\.0\.1:\d+/v1 is unreachable ")
 ACCOUNT_WRITES = (f"POST {API}/accounts", f"PUT {API}/accounts/{{uuid}}")
 NO_MOVE = (f"PUT {API}/accounts/{{uuid}}", f"PUT {API}/providers/{{uuid}}")
 GRAPH_OPERATIONS = (f"POST {API}/workflows", f"PUT {API}/workflows/{{uuid}}")
@@ -275,7 +278,7 @@ def excuse(failure: Failure, label: str, status: int, answer: Any, body: Any) ->
             and NO_MODEL in str(answer.get("message")):
         return "generation without a model"
     if isinstance(failure, ServerError) and label == GENERATE and status == 503 and isinstance(answer, dict) \
-            and UNREACHABLE in str(answer.get("message")):
+            and UNREACHABLE.match(str(answer.get("message"))):
         return "generation on an account whose server is not running"
     if isinstance(failure, RejectedPositiveData) and label in ACCOUNT_WRITES and status == 422 \
             and isinstance(answer, dict) and _only_about(answer.get("errors"), "credentials"):

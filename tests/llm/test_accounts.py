@@ -64,7 +64,7 @@ def test_custom_provider_crud_and_scope(client, people):
     assert assert_json_error(client.get(url, headers=people["outsider"]), 404)
     assert client.get("/api/v1/providers", headers=people["outsider"]).json["meta"]["total"] == 8
     taken = client.post("/api/v1/providers", json={**body, "slug": "openai"}, headers=people["owner"])
-    assert "slug" in assert_json_error(taken, 422)["errors"]
+    assert "slug" in assert_json_error(taken, 409)["errors"]
     renamed = client.put(url, json={"name": "Gateway EU", "workspace_uuid": people["workspace"]},
                          headers=people["owner"])
     assert renamed.status_code == 200 and renamed.json["data"]["name"] == "Gateway EU"
