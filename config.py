@@ -178,6 +178,20 @@ class Config:
     LLM_DEFAULT_MODEL = _env("ATHENA_LLM_MODEL", "gpt-4.1-mini")
     LLM_TIMEOUT = _env_float("ATHENA_LLM_TIMEOUT", 120.0)
     GENERATE_HEARTBEAT_SECONDS = _env_float("ATHENA_GENERATE_HEARTBEAT", 10.0)
+    # The client layer (athena/services/llm_client.py, docs/llm.md): retries of a call on 429/5xx
+    # and unreachable servers, with exponential backoff from LLM_RETRY_BACKOFF seconds; a provider
+    # Retry-After longer than LLM_RETRY_MAX_WAIT is passed on at once instead. The llm node's own
+    # retries are its settings.retry, so its client retries LLM_NODE_MAX_RETRIES times (0).
+    LLM_MAX_RETRIES = _env_int("ATHENA_LLM_MAX_RETRIES", 2)
+    LLM_NODE_MAX_RETRIES = _env_int("ATHENA_LLM_NODE_MAX_RETRIES", 0)
+    LLM_RETRY_BACKOFF = _env_float("ATHENA_LLM_RETRY_BACKOFF", 0.5)
+    LLM_RETRY_MAX_WAIT = _env_float("ATHENA_LLM_RETRY_MAX_WAIT", 10.0)
+    # Checking an account against its provider (a models listing) and the model sync job.
+    LLM_VERIFY_TIMEOUT = _env_float("ATHENA_LLM_VERIFY_TIMEOUT", 15.0)
+    # Provider base URLs pass the SSRF guard under ATHENA_ENV=production unless their host (or
+    # address/CIDR) is listed here, e.g. an Ollama on the private network.
+    LLM_ALLOWLIST = _env_list("ATHENA_LLM_ALLOWLIST")
+    LLM_SSRF_GUARD = False
 
     # OpenAPI / docs (assets served from the swagger-ui-bundle package, no CDN)
     API_TITLE = "Athena API"
@@ -193,6 +207,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SECRET_KEY = _env("SECRET_KEY")  # no default: check_secret_key refuses a missing key
     SECRET_KEY_CHECKED = _ProductionSecretKeyCheck()
+    LLM_SSRF_GUARD = True
 
 
 class TestConfig(Config):
@@ -213,6 +228,7 @@ class TestConfig(Config):
     # Tests never reach a real LLM provider: they point these at the local fake server.
     OPENAI_API_KEY = None
     OPENAI_BASE_URL = None
+    LLM_RETRY_BACKOFF = 0.05
 
 
 def watch_settings_from_env() -> dict[str, str | None]:

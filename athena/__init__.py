@@ -17,6 +17,9 @@ BLUEPRINT_MODULES = (
     "athena.api.webhooks",
     "athena.api.approvals",
     "athena.api.generate",
+    "athena.api.providers",
+    "athena.api.accounts",
+    "athena.api.large_language_models",
 )
 
 

@@ -63,7 +63,7 @@ def create_token(email: str, name: str) -> None:
     click.echo(clear)
 
 
-secrets_cli = AppGroup("secrets", help="Manage stored secrets (webhook secrets, secret workflow variables).")
+secrets_cli = AppGroup("secrets", help="Manage stored secrets (webhook secrets, secret workflow variables, LLM account credentials).")
 
 
 @secrets_cli.command("rotate")

@@ -56,3 +56,52 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class NotConfigured(DomainError):
+    """Something the server needs is not set up (no language model: no account, no key)."""
+
+    status = 503
+
+
+class ProviderFailure(DomainError):
+    """A language-model provider call that failed (athena/services/llm_client.py). ``kind`` is the
+    usage row's status (``error``, ``refused``, ``rate_limited``, ``timeout``, ``unreachable``);
+    ``retryable``: worth trying again later (429, 5xx, unreachable)."""
+
+    status = 502
+    kind = "error"
+
+    def __init__(self, message: str, *, retryable: bool = False, errors: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, errors=errors, headers=headers)
+        self.retryable = retryable
+
+
+class ProviderRefused(ProviderFailure):
+    """The provider refused the credentials (its 401/403) or the base URL is not one: a 422 on
+    the account, with the provider's reason."""
+
+    status = 422
+    kind = "refused"
+
+
+class ProviderRateLimited(ProviderFailure):
+    """The provider's 429, passed on with its ``Retry-After`` (when it sent one)."""
+
+    status = 429
+    kind = "rate_limited"
+
+
+class ProviderTimeout(ProviderFailure):
+    """The provider did not answer within the timeout."""
+
+    status = 504
+    kind = "timeout"
+
+
+class ProviderUnreachable(ProviderFailure):
+    """The provider's base URL cannot be reached (refused connection, DNS, blocked by the SSRF guard)."""
+
+    status = 503
+    kind = "unreachable"

@@ -17,6 +17,9 @@ import config
 from athena import create_app
 from athena.dev.embedded_redis import redis_answers, start_embedded_redis
 from athena.extensions import db
+from athena.models import Provider
+from athena.services.llm_catalog import upsert_builtin_providers
+from athena.timeutil import utcnow
 from tests.support.servers import LiveServer, WorkerProcess
 
 
@@ -71,6 +74,8 @@ def _clean(application) -> None:
             else:
                 for table in tables:
                     db.session.execute(text(f"DELETE FROM {table}"))
+            # the built-in providers are data the migration seeds: put back as it left them
+            upsert_builtin_providers(db.session.connection(), Provider.__table__, utcnow())
             db.session.commit()
             return
         except OperationalError:

@@ -72,3 +72,29 @@ def make_workflow(workspace: Workspace, user: User, nodes: list | None = None, e
     db.session.add(workflow)
     db.session.commit()
     return workflow
+
+
+def make_llm_objects(workspace: Workspace, user: User, key: str = "sk-factory-secret-key-0000"):
+    """A custom provider of the workspace, an account of it (encrypted key, verify skipped) and one
+    synced model: rows written directly (no provider is asked)."""
+    from athena.crypto import encrypt
+    from athena.models import Account, LargeLanguageModel, Provider
+
+    provider = Provider(workspace_id=workspace.id, user_id=user.id, slug=f"custom_{next(_counter)}",
+                        name="Custom gateway", is_builtin=False, base_url="https://llm.example.com/v1",
+                        authentication_config={"fields": [
+                            {"name": "api_key", "label": "API key", "type": "string", "required": False,
+                             "secret": True, "description": None},
+                            {"name": "base_url", "label": "Base URL", "type": "url", "required": False,
+                             "secret": False, "description": None}]})
+    db.session.add(provider)
+    db.session.flush()
+    account = Account(workspace_id=workspace.id, user_id=user.id, provider_id=provider.id, name="Factory account",
+                      is_default=False, credentials={"api_key": encrypt(key)}, sync_status="synced")
+    db.session.add(account)
+    db.session.flush()
+    model = LargeLanguageModel(workspace_id=workspace.id, account_id=account.id, provider_id=provider.id,
+                               model_id="gpt-4.1-mini", name="gpt-4.1-mini", is_known=True, context_window=1047576)
+    db.session.add(model)
+    db.session.commit()
+    return provider, account, model

@@ -104,6 +104,34 @@ GENERATE_JSON = examples("Generate a workflow", GENERATE, f"{REPLACE_WORKSPACE} 
 GENERATE_FORM = examples("Generate a workflow (form)", GENERATE,
                          f"{REPLACE_WORKSPACE} The same fields as form fields; the flags are true or false.")
 
+# Accounts: the built-in openai_compatible provider (its uuid is fixed) and a local Ollama; the
+# account is checked against the server unless ?verify=false.
+OPENAI_COMPATIBLE_PROVIDER_UUID = "6224f44c-90fc-5a4b-a1d8-8ba2b6423ea8"
+LOCAL_MODEL_BASE_URL = "http://127.0.0.1:11434/v1"
+PROVIDER_CREATE = examples(
+    "A workspace's own provider",
+    {"workspace_uuid": WORKSPACE_PLACEHOLDER, "slug": "company_gateway", "name": "Company LLM gateway",
+     "description": "Our LiteLLM proxy in front of every model.", "base_url": "https://llm.example.com/v1",
+     "authentication_config": {"fields": [{"name": "api_key", "required": True},
+                                          {"name": "base_url", "required": False}]}},
+    f"{REPLACE_WORKSPACE} authentication_config says which credential fields (api_key, base_url, organization, "
+    "extra_headers) an account of it must give; api_key and extra_headers are always secret.")
+PROVIDER_UPDATE = examples("Rename a provider", {"name": "Company LLM gateway (EU)",
+                                                 "base_url": "https://eu.llm.example.com/v1"})
+ACCOUNT_CREATE = examples(
+    "A local Ollama",
+    {"workspace_uuid": WORKSPACE_PLACEHOLDER, "provider_uuid": OPENAI_COMPATIBLE_PROVIDER_UUID,
+     "name": "Ollama on this machine", "is_default": True,
+     "credentials": {"api_key": "ollama-local-key", "base_url": LOCAL_MODEL_BASE_URL}},
+    f"{REPLACE_WORKSPACE} provider_uuid: GET /api/v1/providers (this one is the built-in openai_compatible). "
+    "The account is checked with the server's models listing (422 with its reason when refused; ?verify=false "
+    "skips it), then its models are synced in the background. For OpenAI: the openai provider's uuid and "
+    "credentials {\"api_key\": \"sk-...\"}.")
+ACCOUNT_UPDATE = examples(
+    "Rename an account and replace its key",
+    {"name": "Ollama (workstation)", "credentials": {"api_key": "ollama-new-local-key"}},
+    "Only the fields sent change. A secret sent back as shown (masked) keeps the stored one.")
+
 # The webhook takes any body: JSON, a form, or text (the trigger's output has it as body). A JSON
 # body is any JSON value but a bare null (answered 400, as invalid JSON); no NUL in a JSON or form
 # value (guard_input: 422).

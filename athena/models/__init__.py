@@ -9,6 +9,14 @@ from athena.models.executions import (
     WorkflowExecution,
     WorkflowExecutionData,
 )
+from athena.models.llm import (
+    CALLER_TYPES,
+    CAPABILITIES,
+    Account,
+    LargeLanguageModel,
+    LlmUsage,
+    Provider,
+)
 from athena.models.users import ApiToken, Organization, User
 from athena.models.workflows import VISIBILITIES, Workflow, WorkflowFavorite
 from athena.models.workspaces import ROLES, WRITE_ROLES, Workspace, WorkspaceMember
@@ -17,5 +25,5 @@ __all__ = [
     "ApiToken", "Organization", "User", "Workspace", "WorkspaceMember", "ROLES", "WRITE_ROLES",
     "Workflow", "WorkflowFavorite", "VISIBILITIES", "WorkflowExecution", "WorkflowExecutionData",
     "WorkflowApproval", "STATUSES", "TERMINAL_STATUSES", "IN_PROGRESS_STATUSES", "MODES",
-    "COUNTER_BUCKETS",
+    "COUNTER_BUCKETS", "Provider", "Account", "LargeLanguageModel", "LlmUsage", "CAPABILITIES", "CALLER_TYPES",
 ]

@@ -22,7 +22,10 @@ class GenerateRequestSchema(StrictSchema):
     visibility = fields.String(validate=validate.OneOf(VISIBILITIES),
                                metadata={"description": "Visibility of the created workflow."})
     model = Text(validate=validate.Length(min=1, max=200),
-                 metadata={"description": "Model name (default gpt-4.1-mini / ATHENA_LLM_MODEL)."})
+                 metadata={"description": "The provider's model id (default gpt-4.1-mini / ATHENA_LLM_MODEL)."})
+    account_uuid = Text(validate=validate.Length(min=1, max=64), metadata={
+        "description": "The account to call (GET /api/v1/accounts); default: the workspace's default account, "
+                       "else the server's OPENAI_API_KEY / OPENAI_BASE_URL."})
 
 
 class GeneratedWorkflowSchema(Schema):

@@ -30,6 +30,7 @@ from athena.runs.sinks import EventLogSink, EventSink, execution_events
 from athena.services import approvals, recovery
 from athena.services import resume as resumption
 from athena.services.leases import Lease
+from athena.services.llm_client import llm_services
 from athena.services.secrets import runtime_variables
 from athena.timeutil import iso, to_naive_utc, utcnow
 
@@ -275,7 +276,9 @@ class ExecutionRun:
             max_steps=current_app.config["EXECUTION_MAX_STEPS"],
             max_duration=current_app.config["EXECUTION_MAX_DURATION"],
             resume=self.resume,
-            services={**node_services(), "start_child": self.start_child},
+            # start_child(workflow_uuid, input, wait, node_id=...): sub_workflow nodes; "llm": the
+            # model client layer (llm nodes)
+            services={**node_services(), "start_child": self.start_child, **llm_services(execution_id)},
             publish=driver.publish,
         )
         db.session.remove()  # no transaction stays open while nodes run

@@ -11,20 +11,24 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid as uuid_lib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from flask import current_app
 
 from athena.engine import registry
+from athena.errors import DomainError, NotConfigured, NotFound
 from athena.models import User, Workspace
 from athena.services.generate_prompt import Errors, read_candidate, repair_message, response_format, system_prompt
+from athena.services.llm_client import Caller, LlmClient, client_for
 from athena.services.workflows import create_workflow
 
 MAX_REPAIRS = 2
 HEARTBEAT_SECONDS = 10.0
-NOT_CONFIGURED = ("Workflow generation needs a language model: set OPENAI_API_KEY (or OPENAI_BASE_URL "
-                  "for an OpenAI-compatible server) in the server's environment.")
+NOT_CONFIGURED = ("Workflow generation needs a language model: add an account to the workspace (POST "
+                  "/api/v1/accounts) or set OPENAI_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible server) "
+                  "in the server's environment.")
 
 
 @dataclass
@@ -73,9 +77,12 @@ class Settings:
 
 
 def model_error(exc: Exception, settings: Settings) -> GenerateError:
-    """Map an ``openai`` exception to what the API answers: 429 passed on, 503/504/502 otherwise."""
+    """Map an error of the client layer (or an ``openai`` exception) to what the API answers: 429
+    passed on with Retry-After, 422 for a refused account key, 503/504/502 otherwise."""
     import openai
 
+    if isinstance(exc, DomainError):
+        return GenerateError(exc.status, exc.message, headers=dict(exc.headers))
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         detail = body.get("message") or exc.message
@@ -130,12 +137,18 @@ class Generation:
         self.body = body
         self.settings = Settings.from_app(body.get("model"))
         self.stream = bool(body.get("stream"))
-        if not self.settings.api_key and not self.settings.base_url:
-            raise GenerateError(503, NOT_CONFIGURED)
-        import openai
-
-        self.client = openai.OpenAI(api_key=self.settings.api_key or "unused", base_url=self.settings.target,
-                                    timeout=self.settings.timeout, max_retries=0)
+        self.uuid = str(uuid_lib.uuid4())  # the caller id of this generation's usage rows
+        caller = Caller(workspace.id, user.id, "generation", self.uuid)
+        try:
+            self.client: LlmClient = client_for(caller, account_uuid=body.get("account_uuid"),
+                                                model=self.settings.model, timeout=self.settings.timeout)
+        except NotConfigured:
+            raise GenerateError(503, NOT_CONFIGURED) from None
+        except NotFound as exc:  # like any other uuid of the caller's that is not there
+            raise GenerateError(404, exc.message, errors={"account_uuid": [exc.message]}) from None
+        except DomainError as exc:  # e.g. a base URL the SSRF guard refuses
+            raise GenerateError(exc.status, exc.message, headers=dict(exc.headers)) from None
+        self.settings.base_url = self.client.base_url
         self.deadline = time.monotonic() + self.settings.timeout * (MAX_REPAIRS + 1)
         self.messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(registry)},
                                                {"role": "user", "content": body["prompt"]}]
@@ -148,7 +161,7 @@ class Generation:
             return self.client.chat.completions.create(
                 model=self.settings.model, messages=self.messages, response_format=response_format(registry),
                 stream=stream)
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, DomainError) as exc:
             raise model_error(exc, self.settings) from None
 
     def open(self) -> None:

@@ -1,5 +1,6 @@
-"""Stored secrets under the key ring (athena/crypto.py): a workflow's webhook secret and its
-secret variables (``{"value": ..., "secret": true}``), stored encrypted, masked for the API,
+"""Stored secrets under the key ring (athena/crypto.py): a workflow's webhook secret, its
+secret variables and the secret credentials of LLM accounts (athena/services/llm_accounts.py); the
+workflow ones (``{"value": ..., "secret": true}``), stored encrypted, masked for the API,
 decrypted for runs; and re-encrypting them all under the current ``SECRET_KEY``
 (``flask --app wsgi secrets rotate``)."""
 from __future__ import annotations
@@ -8,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from athena.crypto import UndecryptableSecret, decrypt, encrypt, rotate
+from athena.crypto import UndecryptableSecret, decrypt, encrypt, is_encrypted, rotate
 from athena.errors import Invalid
 from athena.extensions import db
-from athena.models import Workflow
+from athena.models import Account, Workflow
 
 ROTATE_BATCH = 200
 SECRET_MASK = "********"
@@ -67,7 +68,7 @@ def store_variables(old: dict | None, new: dict) -> dict:
 
 
 def rotate_stored_secrets(*, dry_run: bool = False) -> tuple[dict[str, int], list[str]]:
-    """Re-encrypt every webhook secret and secret workflow variable under ``SECRET_KEY``.
+    """Re-encrypt every webhook secret, secret workflow variable and account credential under ``SECRET_KEY``.
 
     Returns ``({"rotated": n, "current": m}, [what could not be decrypted])``; values no key
     opens are left as they are, the others are still re-encrypted (committed per batch of
@@ -102,6 +103,27 @@ def rotate_stored_secrets(*, dry_run: bool = False) -> tuple[dict[str, int], lis
                         variables[name], changed = {**value, "value": new}, True
             if changed:
                 workflow.variables = variables  # a new dict: the JSON column sees the change
+        if dry_run:
+            db.session.rollback()
+        else:
+            db.session.commit()
+    ids = db.session.execute(select(Account.id).order_by(Account.id)).scalars().all()
+    for start in range(0, len(ids), ROTATE_BATCH):
+        chunk = db.session.execute(select(Account).where(Account.id.in_(ids[start:start + ROTATE_BATCH]))
+                                   .order_by(Account.id).with_for_update(of=Account)).scalars().all()
+        for account in chunk:
+            label = f"account {account.uuid} ({account.name!r})"
+            credentials, changed = dict(account.credentials or {}), False
+            for key, value in credentials.items():
+                if isinstance(value, str) and is_encrypted(value):
+                    new = rotated(value, f"{label}: credentials.{key}")
+                    changed, credentials[key] = changed or new != value, new
+                elif isinstance(value, dict):
+                    inner = {name: rotated(item, f"{label}: credentials.{key}.{name}")
+                             if isinstance(item, str) and is_encrypted(item) else item for name, item in value.items()}
+                    changed, credentials[key] = changed or inner != value, inner
+            if changed:
+                account.credentials = credentials  # a new dict: the JSON column sees the change
         if dry_run:
             db.session.rollback()
         else:

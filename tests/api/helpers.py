@@ -14,7 +14,7 @@ from athena.auth import hash_token
 from athena.extensions import db
 from athena.models import ApiToken, User, Workflow, WorkflowApproval, WorkflowExecution, Workspace
 from athena.timeutil import iso, utcnow
-from tests.factories import make_user, make_workflow, make_workspace, token_for
+from tests.factories import make_llm_objects, make_user, make_workflow, make_workspace, token_for
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -74,11 +74,13 @@ METHODS = ("get", "put", "patch", "post", "delete")
 BY_SEGMENT = {
     "workspaces": "workspace", "workflows": "workflow", "workflow-executions": "execution",
     "executions": "execution", "approvals": "approval", "members": "member", "users": "member",
+    "providers": "provider", "accounts": "account", "large-language-models": "llm",
 }
 # ...or, failing that, by the parameter's own name.
 BY_NAME = {
     "workspace_uuid": "workspace", "workflow_uuid": "workflow", "execution_uuid": "execution",
     "approval_uuid": "approval", "approval_id": "approval", "user_uuid": "member",
+    "provider_uuid": "provider", "account_uuid": "account",
 }
 # Columns that may change on any authenticated request (bookkeeping, not data).
 VOLATILE = {("api_tokens", "last_used_at")}
@@ -183,12 +185,13 @@ class WorkspaceScene:
     workflow: Workflow
     executions: dict[str, WorkflowExecution]
     approval: WorkflowApproval
+    llm: dict[str, str]  # provider, account, llm: uuids of the workspace's LLM objects
 
     def objects(self, status: str = "paused") -> dict[str, str]:
         """Path-parameter values (see :func:`fill_path`) with the execution in ``status``."""
         return {"workspace": self.workspace.uuid, "workflow": self.workflow.uuid,
                 "execution": self.executions[status].uuid, "approval": self.approval.uuid,
-                "member": self.editor.uuid}
+                "member": self.editor.uuid, **self.llm}
 
 
 def workspace_scene(visibility: str = "workspace") -> WorkspaceScene:
@@ -209,7 +212,9 @@ def workspace_scene(visibility: str = "workspace") -> WorkspaceScene:
                                 message="Ship it?")
     db.session.add(approval)
     db.session.commit()
-    return WorkspaceScene(owner, editor, viewer, outsider, newcomer, workspace, workflow, executions, approval)
+    provider, account, model = make_llm_objects(workspace, owner)
+    llm = {"provider": provider.uuid, "account": account.uuid, "llm": model.uuid}
+    return WorkspaceScene(owner, editor, viewer, outsider, newcomer, workspace, workflow, executions, approval, llm)
 
 
 def status_for(method: str, path: str) -> str:

@@ -14,7 +14,7 @@ from athena.extensions import db
 from athena.models import WorkflowApproval, WorkflowExecution
 from athena.timeutil import utcnow
 from tests.api.helpers import METHODS, changed_tables, fill_path, request_parts, snapshot
-from tests.factories import headers_for, make_user, make_workflow, make_workspace
+from tests.factories import headers_for, make_llm_objects, make_user, make_workflow, make_workspace
 
 # Operations that legitimately answer an outsider with something other than 404, each with
 # the reason. Keep this empty unless an endpoint is public by design (e.g. a webhook that
@@ -34,8 +34,10 @@ def _victim() -> dict[str, str]:
                                 message="Ship it?")
     db.session.add(approval)
     db.session.commit()
+    provider, account, model = make_llm_objects(workspace, owner)
     return {"workspace": workspace.uuid, "workflow": workflow.uuid, "execution": execution.uuid,
-            "approval": approval.uuid, "member": editor.uuid}
+            "approval": approval.uuid, "member": editor.uuid, "provider": provider.uuid, "account": account.uuid,
+            "llm": model.uuid}
 
 
 def test_every_id_taking_endpoint_is_404_to_another_workspace(app, client):

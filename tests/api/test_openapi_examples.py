@@ -17,10 +17,10 @@ import pytest
 from athena.api import examples
 from athena.auth import hash_password
 from athena.extensions import db
-from athena.models import WorkflowApproval, WorkflowExecution
+from athena.models import Account, WorkflowApproval, WorkflowExecution
 from athena.timeutil import utcnow
 from tests.api.helpers import METHODS
-from tests.factories import headers_for, make_user, make_workflow, make_workspace
+from tests.factories import headers_for, make_llm_objects, make_user, make_workflow, make_workspace
 from tests.nodes import clean_rq
 from tests.support.fake_openai import FakeOpenAI
 
@@ -44,6 +44,10 @@ BODY_OPERATIONS = {
     ("patch", "/api/v1/workflow-executions/{uuid}"): {"application/json"},
     ("post", "/api/v1/workflow-executions/{uuid}/approvals/{approval_id}/approve"): {"application/json"},
     ("post", "/api/v1/workflow-executions/{uuid}/approvals/{approval_id}/reject"): {"application/json"},
+    ("post", "/api/v1/providers"): {"application/json"},
+    ("put", "/api/v1/providers/{uuid}"): {"application/json"},
+    ("post", "/api/v1/accounts"): {"application/json"},
+    ("put", "/api/v1/accounts/{uuid}"): {"application/json"},
 }
 # reStructuredText: inline literals, roles (:class:`x`, :py:func:`x`), interpreted text and
 # hyperlink references (`x`_), directives (.. note::).
@@ -184,11 +188,16 @@ def _scene() -> dict[str, Any]:
     workflow = make_workflow(workspace, owner, nodes=graph["nodes"], edges=graph["edges"], name="Greeter")
     approved, approve = _paused_execution_with_approval(workflow)
     rejected, reject = _paused_execution_with_approval(workflow)
+    provider, account, _model = make_llm_objects(workspace, owner)
     return {"headers": headers_for(owner), "workspace": workspace.uuid, "workflow": workflow.uuid,
-            "editor": editor.uuid, "approve": (approved.uuid, approve.uuid), "reject": (rejected.uuid, reject.uuid)}
+            "editor": editor.uuid, "approve": (approved.uuid, approve.uuid), "reject": (rejected.uuid, reject.uuid),
+            "provider": provider.uuid, "account": account.uuid}
 
 
 def _url(path: str, scene: dict[str, Any]) -> str:
+    for prefix, kind in (("/api/v1/providers/", "provider"), ("/api/v1/accounts/", "account")):
+        if path.startswith(prefix):
+            return path.replace("{uuid}", scene[kind])
     if "{approval_id}" in path:
         execution, approval = scene["approve" if path.endswith("/approve") else "reject"]
         return path.replace("{uuid}", execution).replace("{approval_id}", approval)
@@ -201,6 +210,8 @@ def _url(path: str, scene: dict[str, Any]) -> str:
 
 def _replace_placeholders(value: Any, scene: dict[str, Any]) -> Any:
     text = json.dumps(value)
+    if scene.get("model_base_url"):  # the account example's local model server: the fake one here
+        text = text.replace(examples.LOCAL_MODEL_BASE_URL, scene["model_base_url"])
     text = text.replace(examples.WORKSPACE_PLACEHOLDER, scene["workspace"])
     return json.loads(text.replace(examples.WORKFLOW_PLACEHOLDER, scene["workflow"]))
 
@@ -219,6 +230,10 @@ def _send(client, method: str, url: str, media_type: str, value: Any, headers: d
 
 def test_every_example_is_accepted_as_written(client, spec, fake_openai_app: FakeOpenAI):
     scene = _scene()
+    scene["model_base_url"] = fake_openai_app.base_url
+    account = db.session.execute(db.select(Account).where(Account.uuid == scene["account"])).scalar_one()
+    account.credentials = {**account.credentials, "base_url": fake_openai_app.base_url}
+    db.session.commit()
     sent, problems = [], []
     for method, path, operation in _operations(spec):
         for media_type, media in operation.get("requestBody", {}).get("content", {}).items():

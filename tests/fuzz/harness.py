@@ -20,6 +20,18 @@ What the run leaves out, forgives or steers, and nothing else (each with its rea
   finishes or ``timeout`` seconds pass (up to 300, as documented). This run has no worker, so a
   queued execution never finishes: a valid ``timeout`` is capped at 1 second (and set to 1 when a
   valid request has none), or one request could outlast the whole run.
+- Accounts (``POST /api/v1/accounts``, ``PUT /api/v1/accounts/{uuid}``) are checked against their
+  provider unless ``verify=false``; this run has no model server, so every account write is sent
+  with ``verify=false`` (the check itself is tested against a fake provider in tests/llm). The
+  world's account points at a closed loopback port (and accounts the run creates at the example's
+  local Ollama, not running here), so a generation on one answers 503 "The model server at
+  http://127.0.0.1:<port>/v1 is unreachable": forgiven like the 503 without a model. A schema-valid account write the provider
+  check still refuses (a 422 whose errors are all about ``credentials``) is forgiven: OpenAPI
+  cannot say which keys a provider accepts.
+- ``PUT /api/v1/accounts/{uuid}`` and ``PUT /api/v1/providers/{uuid}`` take a ``workspace_uuid``
+  that must be the object's own (an object does not move): another one is a 422 on
+  ``workspace_uuid`` alone, forgiven (OpenAPI cannot say "equal to the object's"). After each write the world's workspace is
+  left with its own provider and account only (what a request added is removed).
 - Free-form JSON object keys (``variables``, a node's extra keys): no NUL in a key, variable names
   of 1 to 255 characters, a ``{"secret": true}`` variable needs a non-empty string value. OpenAPI
   3.0 cannot constrain keys (``propertyNames`` is 3.1): valid requests are generated within those
@@ -27,6 +39,7 @@ What the run leaves out, forgives or steers, and nothing else (each with its rea
 """
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -41,9 +54,13 @@ from schemathesis.generation.meta import TestPhase
 from schemathesis.openapi.checks import RejectedPositiveData
 
 from athena.extensions import db
-from athena.models import ApiToken, Workflow, WorkflowApproval, WorkflowExecution, Workspace, WorkspaceMember
+from athena.crypto import encrypt
+from athena.models import (
+    Account, ApiToken, LargeLanguageModel, Provider, Workflow, WorkflowApproval, WorkflowExecution, Workspace,
+    WorkspaceMember,
+)
 from athena.timeutil import utcnow
-from tests.factories import linear_graph, make_user, make_workflow, make_workspace, token_for
+from tests.factories import linear_graph, make_llm_objects, make_user, make_workflow, make_workspace, token_for
 
 API = "/api/v1"
 LOGOUT = f"{API}/auth/logout"
@@ -51,10 +68,16 @@ GENERATE = f"POST {API}/workflows/generate"
 WEBHOOK = f"POST {API}/workflows/{{uuid}}/webhook"
 WAIT_AT_MOST = 1.0
 NO_MODEL = "needs a language model"
+WORLD_MODEL_URL = "http://127.0.0.1:9/v1"
+# "The model server at http://127.0.0.1:<port>/v1 is unreachable (...)": a loopback one, not running
+UNREACHABLE = re.compile(r"^The model server at http://127\.0\.0\.1:\d+/v1 is unreachable ")
+ACCOUNT_WRITES = (f"POST {API}/accounts", f"PUT {API}/accounts/{{uuid}}")
+NO_MOVE = (f"PUT {API}/accounts/{{uuid}}", f"PUT {API}/providers/{{uuid}}")
 GRAPH_OPERATIONS = (f"POST {API}/workflows", f"PUT {API}/workflows/{{uuid}}")
 # Which object a path's first ``{uuid}`` names, by path prefix.
 PREFIXES = ((f"{API}/workflow-executions/", "execution"), (f"{API}/workflows/", "workflow"),
-            (f"{API}/workspaces/", "workspace"))
+            (f"{API}/workspaces/", "workspace"), (f"{API}/providers/", "provider"), (f"{API}/accounts/", "account"),
+            (f"{API}/large-language-models/", "llm"))
 
 
 @dataclass
@@ -72,6 +95,9 @@ class World:
     execution: str
     failed: str
     approval: str
+    provider: str = ""
+    account: str = ""
+    llm: str = ""
     ids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -89,12 +115,15 @@ class World:
         approval = WorkflowApproval(workflow_execution_id=execution.id, node_id="gate", status="pending")
         db.session.add(approval)
         db.session.commit()
-        return cls(token=token_for(owner), owner=owner.uuid, editor=editor.uuid, outsider_email=outsider.email,
+        provider, account, model = make_llm_objects(workspace, owner)
+        account.credentials = {**account.credentials, "base_url": WORLD_MODEL_URL}  # nothing listens
+        db.session.commit()
+        return cls(provider=provider.uuid, account=account.uuid, llm=model.uuid, token=token_for(owner), owner=owner.uuid, editor=editor.uuid, outsider_email=outsider.email,
                    workspace=workspace.uuid, workflow=workflow.uuid, execution=execution.uuid, failed=failed.uuid,
                    approval=approval.uuid,
                    ids={"owner": owner.id, "editor": editor.id, "outsider": outsider.id, "workspace": workspace.id,
                         "workflow": workflow.id, "execution": execution.id, "failed": failed.id,
-                        "approval": approval.id})
+                        "approval": approval.id, "provider": provider.id, "account": account.id, "llm": model.id})
 
     def restore(self) -> None:
         """Undo what a request may have done to the world (and only to it): soft deletes, a stopped
@@ -114,6 +143,17 @@ class World:
             db.update(WorkflowApproval).where(WorkflowApproval.id == ids["approval"])
             .values(status="pending", decided_by=None, decided_at=None, comment=None))
         db.session.execute(db.update(ApiToken).where(ApiToken.user_id == ids["owner"]).values(revoked_at=None))
+        workspace_rows = (Account.workspace_id == ids["workspace"]) & (Account.id != ids["account"])
+        db.session.execute(db.delete(LargeLanguageModel).where(LargeLanguageModel.account_id.in_(
+            db.select(Account.id).where(workspace_rows))))
+        db.session.execute(db.delete(Account).where(workspace_rows))
+        db.session.execute(db.update(Account).where(Account.id == ids["account"]).values(
+            deleted_at=None, is_default=False, provider_id=ids["provider"],
+            credentials={"api_key": encrypt("sk-factory-secret-key-0000"), "base_url": WORLD_MODEL_URL}))
+        db.session.execute(db.update(LargeLanguageModel).where(LargeLanguageModel.id == ids["llm"]).values(deleted_at=None))
+        db.session.execute(db.delete(Provider).where(Provider.workspace_id == ids["workspace"],
+                                                     Provider.id != ids["provider"]))
+        db.session.execute(db.update(Provider).where(Provider.id == ids["provider"]).values(deleted_at=None))
         db.session.execute(db.delete(WorkspaceMember).where(WorkspaceMember.workspace_id == ids["workspace"]))
         for user, role in (("owner", "owner"), ("editor", "editor")):
             db.session.add(WorkspaceMember(workspace_id=ids["workspace"], user_id=ids[user], role=role,
@@ -159,8 +199,18 @@ def _real_targets(case, world: World) -> None:
             body["workspace_uuid"] = world.workspace
         if isinstance(body.get("workflow_uuid"), str):
             body["workflow_uuid"] = world.workflow
+        if isinstance(body.get("provider_uuid"), str):
+            body["provider_uuid"] = world.provider
+        if isinstance(body.get("account_uuid"), str):
+            body["account_uuid"] = world.account
         if isinstance(body.get("email"), str):
             body["email"] = world.outsider_email
+
+
+def _no_provider_check(case) -> None:
+    """Account writes skip the provider check: no model server here (see the module docstring)."""
+    if case.operation.label in ACCOUNT_WRITES and _positive_at(case, ParameterLocation.QUERY):
+        case.query = {**(case.query or {}), "verify": "false"}
 
 
 def _short_waits(case) -> None:
@@ -211,6 +261,11 @@ def _within_rules_beyond_openapi(case) -> None:
         body["nodes"], body["edges"] = linear_graph(3)
 
 
+def _only_about(errors: object, field: str) -> bool:
+    return isinstance(errors, dict) and bool(errors) and all(
+        key == field or key.startswith(f"{field}.") for key in errors)
+
+
 def _graph_errors(errors: object) -> bool:
     return isinstance(errors, dict) and bool(errors) and all(
         key in ("nodes", "edges") or key.startswith(("nodes.", "edges.")) for key in errors)
@@ -222,6 +277,15 @@ def excuse(failure: Failure, label: str, status: int, answer: Any, body: Any) ->
     if isinstance(failure, ServerError) and label == GENERATE and status == 503 and isinstance(answer, dict) \
             and NO_MODEL in str(answer.get("message")):
         return "generation without a model"
+    if isinstance(failure, ServerError) and label == GENERATE and status == 503 and isinstance(answer, dict) \
+            and UNREACHABLE.match(str(answer.get("message"))):
+        return "generation on an account whose server is not running"
+    if isinstance(failure, RejectedPositiveData) and label in ACCOUNT_WRITES and status == 422 \
+            and isinstance(answer, dict) and _only_about(answer.get("errors"), "credentials"):
+        return "credentials the provider check refuses"
+    if isinstance(failure, RejectedPositiveData) and label in NO_MOVE and status == 422 \
+            and isinstance(answer, dict) and answer.get("errors") == {"workspace_uuid": [answer.get("message")]}:
+        return "an object does not move to another workspace"
     if isinstance(failure, RejectedPositiveData) and label in GRAPH_OPERATIONS and status == 422 \
             and isinstance(body, dict) and ("nodes" in body or "edges" in body) and isinstance(answer, dict) \
             and _graph_errors(answer.get("errors")):
@@ -246,6 +310,7 @@ def install_hooks(schema, world: World, app) -> dict[str, int]:
             _real_targets(case, world)
         _within_rules_beyond_openapi(case)
         _short_waits(case)
+        _no_provider_check(case)
         return case
 
     @schema.hook

@@ -73,7 +73,7 @@ def test_non_streaming_text(setup, worker, fake_openai: FakeOpenAI):
     assert data["status"] == "completed", data
     output = entries(data)["ask"]["output"]
     assert output == {"text": "Hello, Ada!", "model": "gpt-test", "finish_reason": "stop",
-                      "usage": {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}}
+                      "usage": {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15, "cost": None}}
     sent = fake_openai.last
     assert sent.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Greet Ada"}]
     assert sent.model == "gpt-test" and not sent.stream and sent.response_format is None

@@ -51,6 +51,9 @@ EXPECTED_WRITES = {
     "PUT /api/v1/workspaces/{uuid}/members/{user_uuid}", "DELETE /api/v1/workspaces/{uuid}/members/{user_uuid}",
     "POST /api/v1/workflows/generate", "PUT /api/v1/workflow-executions/{uuid}",
     "PATCH /api/v1/workflow-executions/{uuid}", "DELETE /api/v1/workflow-executions/{uuid}",
+    "POST /api/v1/providers", "PUT /api/v1/providers/{uuid}", "DELETE /api/v1/providers/{uuid}",
+    "POST /api/v1/accounts", "PUT /api/v1/accounts/{uuid}", "DELETE /api/v1/accounts/{uuid}",
+    "POST /api/v1/accounts/{uuid}/sync-models",
 }
 
 

@@ -1,6 +1,8 @@
 """An OpenAI-compatible chat-completions server for tests, speaking the real wire protocol.
 
-``POST /v1/chat/completions`` answers from a queue of scripted :class:`Reply` objects: a JSON
+``GET /v1/models`` lists ``models`` (OpenAI's ``{"object": "list", "data": [...]}``).
+``valid_keys``: when not empty, a bearer key outside it is refused with OpenAI's 401 (models and
+chat alike). ``POST /v1/chat/completions`` answers from a queue of scripted :class:`Reply` objects: a JSON
 ``chat.completion`` when the request has no ``stream``, otherwise ``text/event-stream`` chunks
 (``chat.completion.chunk`` objects, a final usage chunk when ``stream_options.include_usage``,
 then ``data: [DONE]``) over chunked transfer encoding. Errors use OpenAI's body
@@ -45,6 +47,10 @@ class Reply:
     delay: float = 0.0
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
+    # [{"name": ..., "arguments": {...}}]: the assistant calls these tools (finish_reason tool_calls)
+    tool_calls: list[dict[str, Any]] | None = None
+    # The server accepts the request and never answers (until the client gives up or reset()).
+    hang: bool = False
 
     def deltas(self) -> list[str]:
         if self.chunks is not None:
@@ -102,13 +108,41 @@ class _Handler(BaseHTTPRequestHandler):
         error = {"message": message, "type": type_ or "invalid_request_error", "param": None, "code": code}
         self._send_json(status, {"error": error}, headers)
 
+    def _refused_key(self) -> bool:
+        """OpenAI's 401 for a missing key, or one outside ``valid_keys`` (when set)."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer "):
+            self._error(401, "You didn't provide an API key.", code="invalid_api_key")
+            return True
+        key = auth[len("Bearer "):]
+        if self.server.fake.valid_keys and key not in self.server.fake.valid_keys:
+            shown = f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else "*****"
+            self._error(401, f"Incorrect API key provided: {shown}. You can find your API key at "
+                             "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+            return True
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        fake = self.server.fake
+        record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, {})
+        with fake._lock:
+            fake.model_requests.append(record)
+        if self.path.split("?")[0].rstrip("/") != "/v1/models":
+            self._error(404, f"Unknown request URL: GET {self.path}.", code="unknown_url")
+            return
+        if self._refused_key():
+            return
+        created = int(time.time())
+        data = [{"id": model, "object": "model", "created": created, "owned_by": fake.owned_by}
+                for model in fake.models]
+        self._send_json(200, {"object": "list", "data": data})
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
             self._error(404, f"Unknown request URL: POST {self.path}.", code="unknown_url")
             return
-        if not (self.headers.get("Authorization") or "").startswith("Bearer "):
-            self._error(401, "You didn't provide an API key.", code="invalid_api_key")
+        if self._refused_key():
             return
         try:
             body = json.loads(raw or b"{}")
@@ -120,6 +154,11 @@ class _Handler(BaseHTTPRequestHandler):
         record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         reply = self.server.fake.take(record)
         try:
+            if reply.hang:
+                self.server.fake.released.wait(120)  # until reset(): the client's timeout ends it first
+                record.disconnected = True
+                self.close_connection = True
+                return
             if reply.status >= 400:
                 self._error(reply.status, reply.error_message or f"fake error {reply.status}",
                             reply.error_type or ("requests" if reply.status == 429 else "server_error"),
@@ -136,7 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _complete(self, record: RecordedRequest, reply: Reply) -> None:
         record.chunks_scripted = 1
-        message = {"role": "assistant", "content": "".join(reply.deltas()), "refusal": None, "annotations": []}
+        text = "".join(reply.deltas())
+        message = {"role": "assistant", "content": (text or None) if reply.tool_calls else text, "refusal": None,
+                   "annotations": []}
+        if reply.tool_calls:
+            message["tool_calls"] = [{"id": f"call_{index}_{uuid.uuid4().hex[:8]}", "type": "function",
+                                      "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}
+                                     for index, call in enumerate(reply.tool_calls)]
         payload = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                    "created": int(time.time()), "model": record.model, "system_fingerprint": FINGERPRINT,
                    "choices": [{"index": 0, "message": message, "logprobs": None,
@@ -173,6 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
         deltas = reply.deltas()
         frames = [chunk(choice({"role": "assistant", "content": "", "refusal": None}))]
         frames += [chunk(choice({"content": d})) for d in deltas]
+        for index, call in enumerate(reply.tool_calls or ()):
+            frames.append(chunk(choice({"tool_calls": [{"index": index, "id": f"call_{index}", "type": "function",
+                                                        "function": {"name": call["name"],
+                                                                     "arguments": json.dumps(call["arguments"])}}]})))
         frames.append(chunk(choice({}, reply.finish_reason)))
         if include_usage:
             frames.append(chunk([], _usage(record, reply)))
@@ -211,6 +260,11 @@ class FakeOpenAI:
         self._replies: list[Reply] = []
         self.default: Reply | None = None
         self.requests: list[RecordedRequest] = []
+        self.model_requests: list[RecordedRequest] = []  # GET /v1/models (and other GETs)
+        self.models: list[str] = ["gpt-4.1-mini", "gpt-4o", "llama3.1:8b", "my-finetune"]
+        self.owned_by = "fake-openai"
+        self.valid_keys: set[str] = set()
+        self.released = threading.Event()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.url}/v1"
 
@@ -224,10 +278,16 @@ class FakeOpenAI:
 
     # -- scripting -----------------------------------------------------------------------------
     def reset(self) -> None:
+        self.released.set()  # hanging requests end
         with self._lock:
             self._replies.clear()
             self.requests.clear()
+            self.model_requests.clear()
+            self.models = ["gpt-4.1-mini", "gpt-4o", "llama3.1:8b", "my-finetune"]
+            self.owned_by = "fake-openai"
+            self.valid_keys = set()
             self.default = None
+        self.released = threading.Event()
 
     def reply(self, text: str = "", **kwargs: Any) -> Reply:
         """Queue a reply (text; or ``status=429, error_message=...``; ``delay=`` for slow streams)."""
@@ -238,6 +298,14 @@ class FakeOpenAI:
 
     def reply_json(self, value: Any, **kwargs: Any) -> Reply:
         return self.reply(json.dumps(value), **kwargs)
+
+    def reply_tool_calls(self, calls: list[dict[str, Any]], **kwargs: Any) -> Reply:
+        """Queue an assistant turn calling tools: ``[{"name": ..., "arguments": {...}}]``."""
+        return self.reply("", tool_calls=calls, finish_reason="tool_calls", **kwargs)
+
+    def hang(self) -> Reply:
+        """Queue a request that is never answered (the client's timeout must end it)."""
+        return self.reply(hang=True)
 
     def reply_error(self, status: int, message: str = "", **kwargs: Any) -> Reply:
         """Queue an HTTP error with OpenAI's error body (``headers=`` e.g. ``retry-after``)."""

@@ -1,7 +1,14 @@
 """LLM: one chat completion from OpenAI or any OpenAI-compatible server, optionally streamed.
 
+The call goes through the client layer the run layer hands over as ``ctx.services["llm"]``
+(athena/services/llm_client.py: credentials from ``account_uuid``, else the workspace's default
+account, else the environment; retries, timeout, one usage row per call with its cost). The
+output's ``usage`` carries the tokens and ``cost`` (USD as a decimal string, null when unpriced).
+Without that service (the engine on its own) it calls the ``settings``' OpenAI key as before.
+
 Streaming publishes :class:`LlmTokens` events (``ctx.publish``; ``llm.token`` on the wire) as
-the deltas arrive and checks ``ctx.should_stop()`` between chunks: a stop closes the HTTP stream and ends the run. The
+the deltas arrive and checks ``ctx.should_stop()`` between chunks: a stop closes the HTTP
+stream and ends the run. The
 ``openai`` package is imported on first use, so loading the engine stays cheap."""
 from __future__ import annotations
 
@@ -29,9 +36,12 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class LlmParameters(ParametersSchema):
+    account_uuid = f.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64),
+                            metadata={"description": "The account to call (GET /api/v1/accounts); default: the "
+                                                     "workspace's default account, else the server's OPENAI_API_KEY."})
     model = f.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
-                     metadata={"description": "Model name; default: the server's LLM default "
-                                              "(ATHENA_LLM_MODEL, gpt-4.1-mini)."})
+                     metadata={"description": "The provider's model id (GET /api/v1/large-language-models); "
+                                              "default: the server's LLM default (ATHENA_LLM_MODEL, gpt-4.1-mini)."})
     system = f.String(load_default=None, allow_none=True,
                       metadata={"description": "System message (instructions)."})
     prompt = f.String(required=True, validate=validate.Length(min=1),
@@ -99,8 +109,8 @@ class _Reply:
         self.text = ""
         self.model = model
         self.finish_reason: str | None = None
-        self.usage: dict[str, int | None] = {"prompt_tokens": None, "completion_tokens": None,
-                                             "total_tokens": None}
+        self.usage: dict[str, Any] = {"prompt_tokens": None, "completion_tokens": None,
+                                      "total_tokens": None}
         self.refusal: str | None = None
 
     def set_usage(self, usage: Any) -> None:
@@ -174,13 +184,20 @@ class LlmNode(NodeType):
     def run(self, ctx: NodeContext) -> NodeResult:
         params = ctx.params()
         settings: dict[str, Any] = ctx.services.get("settings") or {}
-        api_key = settings.get("openai_api_key")
-        base_url = settings.get("openai_base_url") or DEFAULT_BASE_URL
-        if not api_key and not settings.get("openai_base_url"):
-            raise NodeError(MISSING_KEY, retryable=False)
+        gateway = ctx.services.get("llm")  # the client layer (athena/services/llm_client.py)
         timeout = float(settings.get("llm_timeout") or 120.0)
         if ctx.timeout:
             timeout = min(timeout, float(ctx.timeout))
+        if gateway is not None:
+            # Raises NodeError: nothing configured, an unknown account, a blocked base URL.
+            client = gateway.client(node_id=ctx.node_id, account_uuid=params["account_uuid"],
+                                    model=params["model"], timeout=timeout)
+            base_url = client.base_url
+        else:
+            api_key = settings.get("openai_api_key")
+            base_url = settings.get("openai_base_url") or DEFAULT_BASE_URL
+            if not api_key and not settings.get("openai_base_url"):
+                raise NodeError(MISSING_KEY, retryable=False)
         model = params["model"] or settings.get("llm_default_model") or DEFAULT_MODEL
         messages = ([{"role": "system", "content": params["system"]}] if params["system"] else [])
         messages.append({"role": "user", "content": params["prompt"]})
@@ -194,15 +211,19 @@ class LlmNode(NodeType):
 
         import openai
 
-        # An OpenAI-compatible server may need no key; the client insists on a non-empty one.
-        client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout,
-                               max_retries=0)
+        if gateway is None:
+            # An OpenAI-compatible server may need no key; the client insists on a non-empty one.
+            client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout,
+                                   max_retries=0)
         try:
             with client:
                 reply = (stream(client, request, ctx) if params["stream"]
                          else complete(client, request))
         except openai.OpenAIError as exc:
             raise provider_error(exc, base_url, timeout) from None
+        recorded = getattr(client, "last_usage", None)  # the client layer's usage row: tokens and cost
+        if recorded is not None:
+            reply.usage = {**reply.usage, "cost": recorded.get("cost")}
 
         output: dict[str, Any] = {"text": reply.text, "usage": reply.usage, "model": reply.model,
                                   "finish_reason": reply.finish_reason}
