@@ -241,17 +241,30 @@ def run_peers(settings: Settings, args: argparse.Namespace, result: dict[str, An
     if args.wait_quiet:
         wait_quiet(args.wait_quiet, args.quiet_threshold, log)
     configs = ["default", "legacy"] if args.n8n_config == "both" else [args.n8n_config]
+    scenarios = {int(x) for x in str(args.scenarios).split(",") if x.strip()}
     out: dict[str, Any] = {"n8n": {}}
     s1_requests = settings.s1_requests if args.quick else 100
     s2_requests = settings.s2_requests
     for config in configs:
-        log(f"[bench] n8n ({config}): scenarios 1-3")
-        try:
-            measured = n8n.run(settings, config, s1_requests, s2_requests, log)
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            out["n8n"][config] = {"failed": f"{type(exc).__name__}: {exc}"}
-            continue
-        measured["ratios"] = n8n.ratios(athena, measured)
+        measured: dict[str, Any] = {}
+        if scenarios & {1, 2, 3}:
+            log(f"[bench] n8n ({config}): scenarios 1-3")
+            try:
+                measured = n8n.run(settings, config, s1_requests, s2_requests, log)
+                measured["ratios"] = n8n.ratios(athena, measured)
+            except Exception as exc:  # noqa: BLE001
+                traceback.print_exc()
+                measured = {"failed": f"{type(exc).__name__}: {exc}"}
+        if 8 in scenarios:
+            log(f"[bench] n8n ({config}): scenario 8")
+            try:
+                s8 = n8n.run_s8(settings, config, log)
+                measured.setdefault("config", config)
+                measured.setdefault("version", s8.get("version"))
+                measured["s8"] = s8
+                measured["ratios"] = measured.get("ratios", []) + n8n.ratios_s8(athena.get("s8") or {}, s8)
+            except Exception as exc:  # noqa: BLE001
+                traceback.print_exc()
+                measured["s8"] = {"failed": f"{type(exc).__name__}: {exc}"}
         out["n8n"][config] = measured
     return out
