@@ -8,6 +8,7 @@
     python -m bench.run --scenarios 8 --db sqlite     # the queued path with I/O (issue 16)
     python -m bench.run --scenarios 8 --peers --n8n-config legacy   # ... side by side with n8n
     python -m bench.run --scenarios 8 --db sqlite --profile  # + Redis/SQL counts and py-spy of io1
+    python -m bench.run --scenarios 8 --profile-only  # only those counts and profiles (~1 min)
     python -m bench.run --nice -10 --wait-quiet 120   # on a shared machine
 
 Each database gets its own isolated stack (bench/stack.py): SQLite + embedded Redis, or a fresh
@@ -163,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                 report.write_json(out_path, result)  # partial results survive a later failure
     if args.peers:
         result["peers"] = run_peers(settings, args, result)
-    if (args.profile or args.profile_only) and (args.profile_only or {2, 3} & set(scenarios)):
+    # --profile: the profiles of the selected scenarios among 2, 3 and 8; --profile-only: the same
+    # without the measurements (--profile-only --scenarios 8: only scenario 8's counts and profile)
+    profiling = args.profile or args.profile_only
+    if profiling and ({2, 3} & set(scenarios) or (args.profile_only and 8 not in scenarios)):
         result["profile"] = _guard(lambda: run_profiles(settings, args))
-    if args.profile and 8 in scenarios and not args.profile_only:
+    if profiling and 8 in scenarios:
         result["profile_s8"] = _guard(lambda: run_s8_profile(settings, args))
     result["verdicts"] = verdicts(result)
     result["meta"]["seconds"] = round(time.monotonic() - t0, 1)
