@@ -122,6 +122,9 @@ class N8n:
         shared bench1 / bench40 and bench5."""
         assert self.scripts is not None
         env = dict(os.environ, **CONFIGS[self.config])
+        # start_n8n.sh waits for "Editor is now accessible" in n8n.log, which the new process only
+        # truncates once it runs: the previous start's log would pass at once ("up after 1s").
+        (N8N_HOME / "n8n.log").unlink(missing_ok=True)
         done = subprocess.run(["bash", str(self.scripts / "start_n8n.sh")], env=env, capture_output=True, text=True,
                               timeout=240)
         if done.returncode != 0:
@@ -129,6 +132,14 @@ class N8n:
         self.pid = int((N8N_HOME / "n8n.pid").read_text().strip())
         _STARTED.append(self)
         self.log(f"  n8n ({self.config}) up: {done.stdout.strip()}")
+        try:
+            self._import(workflows)
+        except BaseException:
+            self.stop()  # by its pid file: never leave a started n8n behind
+            raise
+
+    def _import(self, workflows: dict[str, dict[str, Any]] | None) -> None:
+        assert self.scripts is not None
         with tempfile.TemporaryDirectory() as tmp:
             if workflows is None:
                 for src in (self.scripts / "workflows").glob("*.json"):
