@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow test-all fuzz migrate worker bench bench-peers clean distclean
+.PHONY: help install run test test-slow test-all fuzz migrate worker bench bench-peers bench-queued bench-queued-peers clean distclean
 
 help:
 	@echo "make run          API + worker + embedded Redis (python -m athena.dev.devserver)"
@@ -18,6 +18,7 @@ help:
 	@echo "make migrate      flask --app wsgi db upgrade"
 	@echo "make worker       one more RQ worker (default: the Redis of 'make run')"
 	@echo "make bench        benchmarks (bench/run.py); bench-peers compares with peers"
+	@echo "make bench-queued scenario 8, the queued path with I/O (bench-queued-peers: with n8n legacy)"
 	@echo "make screenshots  docs/screenshots/*.png: the API docs page's example forms (needs apt-get install chromium)"
 	@echo "make clean        caches; 'make distclean' also removes .venv (instance/ is kept)"
 
@@ -60,6 +61,13 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	@if [ -f bench/run.py ]; then $(VENV_PY) -m bench.run --peers $(BENCH_ARGS); \
 	else echo "make bench-peers: bench/run.py not found, no benchmarks yet"; fi
+
+# Scenario 8 (issue 16): webhook -> http_request (-> 3 set) through the queue, make-run shape.
+bench-queued: $(STAMP)
+	$(VENV_PY) -m bench.run --scenarios 8 --db sqlite $(BENCH_ARGS)
+
+bench-queued-peers: $(STAMP)
+	$(VENV_PY) -m bench.run --scenarios 8 --db sqlite --peers --n8n-config legacy $(BENCH_ARGS)
 
 # Headless Debian chromium driven over the DevTools protocol (tools/screenshot_docs.py); no browser download.
 .PHONY: screenshots

@@ -198,9 +198,8 @@ def resummarize(result_json: Path) -> None:
     from bench import report
 
     result = json.loads(result_json.read_text())
-    prof = result.get("profile") or {}
-    for phase in ("s2", "s3"):
-        ph = prof.get(phase)
+    for section, phase in (("profile", "s2"), ("profile", "s3"), ("profile_s8", "s8_seq"), ("profile_s8", "s8_loop")):
+        ph = (result.get(section) or {}).get(phase)
         if not isinstance(ph, dict):
             continue
         files = [ROOT / p for p in ph["worker_jobs"]["raw"]]

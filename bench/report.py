@@ -115,6 +115,14 @@ def render_markdown(result: dict[str, Any]) -> str:
         out.append("## Profile (py-spy)")
         out.append("")
         out += _render_profile(prof)
+    prof8 = result.get("profile_s8")
+    if prof8:
+        out.append("## Scenario 8: counts and profile of io1 (own stack, make-run shape, SQL counter loaded)")
+        out.append("")
+        if prof8.get("failed"):
+            out += [f"failed: {prof8['failed']}", ""]
+        out += render_counts(prof8.get("counts_io1"))
+        out += _render_profile(prof8, ("s8_seq", "s8_loop"))
     return "\n".join(out) + "\n"
 
 
@@ -264,6 +272,9 @@ def _render_run(db_name: str, run: dict[str, Any]) -> list[str]:
         out.append(table(["query", "n", "p50 ms", "p95 ms", "p99 ms", "p95 spread", "errors", "target p95 ≤ 50"],
                          rows))
         out.append("")
+    s8 = run.get("s8")
+    if s8:
+        out += _render_s8(s8)
     s7 = run.get("s7")
     if s7:
         rows = []
@@ -282,6 +293,79 @@ def _render_run(db_name: str, run: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_counts(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    top = ", ".join(f"{k} {_f(v, 2)}" for k, v in list((c.get("redis_by_command") or {}).items())[:12])
+    out = [f"Per io1 execution ({c.get('executions')} sequential `?wait=true`, minus the idle baseline of "
+           f"{_f(c.get('redis_idle_per_s'), 1)} commands/s): **{_f(c.get('redis_commands_per_exec'), 1)} Redis "
+           f"commands** ({top}).", ""]
+    if c.get("sql_statements_per_exec") is not None:
+        kinds = ", ".join(f"{k} {_f(v, 2)}" for k, v in (c.get("sql_by_kind") or {}).items())
+        procs = ", ".join(f"{k} {_f(v, 2)}" for k, v in (c.get("sql_by_process") or {}).items())
+        out += [f"SQL per io1 execution: **{_f(c.get('sql_statements_per_exec'), 1)} statements** through "
+                f"SQLAlchemy, {_f(c.get('sqlite_statements_per_exec'), 1)} as sqlite3 runs them (BEGIN/COMMIT "
+                f"included), {_f(c.get('sql_commits_per_exec'), 1)} commits; by process: {procs}; by kind: {kinds}.",
+                ""]
+    elif c.get("sql"):
+        out += [f"SQL: {c['sql']}.", ""]
+    return out
+
+
+def _render_s8(s8: dict[str, Any]) -> list[str]:
+    out = ["### 8. The queued path with I/O (webhook -> http_request [-> 3 set] -> answer; a loopback JSON "
+           "service)", ""]
+    if s8.get("failed"):
+        return out + [f"failed: {s8['failed']}", ""]
+    shape = s8.get("shape") or {}
+    out.append(f"Shape: {shape.get('web_processes')} gunicorn process x {shape.get('threads')} threads "
+               "(the `make run` shape), 1 RQ worker for the sequential rows.")
+    out.append("")
+    if _noise(s8):
+        out += [_noise(s8), ""]
+    rows = []
+    for name in ("io1", "io5"):
+        part = s8.get(name) or {}
+        split = part.get("server_split_p50_ms") or {}
+        cpu = part.get("cpu_ms_per_exec") or {}
+        for key, label in (("http_wait", "?wait=true (HTTP answer)"),
+                           ("websocket_queued", "202, execution.finished on the workspace WebSocket")):
+            m = part.get(key)
+            if not m:
+                continue
+            rows.append([name, label, m["pooled"]["n"], _f(m["p50_ms"]), _f(m["p95_ms"]), _f(m["p99_ms"]),
+                         _spread(m["spread_p50_ms"]), part.get(f"{key}_errors", 0),
+                         f"{_f(split.get('created_to_started'))} / {_f(split.get('started_to_stopped'))}"
+                         if key == "http_wait" else "",
+                         f"{_f(cpu.get('web'))} / {_f(cpu.get('workers'))} / {_f(cpu.get('redis'))}"
+                         if key == "http_wait" else ""])
+    out.append(table(["workflow", "measure", "n", "p50 ms", "p95 ms", "p99 ms", "p50 spread (reps)", "errors",
+                      "server p50 created→started / started→stopped ms", "CPU ms/exec web / worker / Redis"], rows))
+    out.append("")
+    calls = s8.get("target_calls") or {}
+    if calls:
+        out += [f"The JSON service answered {calls.get('served')} calls for {calls.get('completed_executions')} "
+                "completed executions of the sequential rows.", ""]
+    out += render_counts(s8.get("counts_io1"))
+    loop = s8.get("closed_loop") or {}
+    rows = []
+    for lv in loop.get("levels", []):
+        rows.append([lv["workflow"], lv["workers"], lv["clients"], _f(lv["exec_per_s"]),
+                     _spread(lv["window_exec_per_s"]["spread"]), lv["errors"], _f(lv["latency"].get("p50_ms")),
+                     _f(lv["latency"].get("p99_ms")), _f(lv.get("cpu", {}).get("web_pct"), 0),
+                     _f(lv.get("cpu", {}).get("workers_pct"), 0), _f((lv.get("cpu_ms_per_exec") or {}).get("total")),
+                     _f(lv.get("foreign_cpu_pct"), 0)])
+    if rows:
+        out.append(f"Closed loop `?wait=true` ({loop.get('level_seconds')} s per level, {loop.get('windows')} "
+                   "windows):")
+        out.append("")
+        out.append(table(["workflow", "workers", "clients", "exec/s", "exec/s spread (windows)", "errors", "p50 ms",
+                          "p99 ms", "web CPU %", "workers CPU %", "CPU ms/exec (web+workers+Redis)",
+                          "other processes CPU %"], rows))
+        out.append("")
+    return out
+
+
 def _render_peers(peers: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if peers.get("skipped"):
@@ -296,11 +380,11 @@ def _render_peers(peers: dict[str, Any]) -> list[str]:
     return out
 
 
-def _render_profile(prof: dict[str, Any]) -> list[str]:
+def _render_profile(prof: dict[str, Any], phases: tuple[str, ...] = ("s2", "s3")) -> list[str]:
     out: list[str] = []
     if prof.get("skipped") or prof.get("failed"):
         return [f"profile skipped: {prof.get('skipped') or prof.get('failed')}", ""]
-    for phase in ("s2", "s3"):
+    for phase in phases:
         ph = prof.get(phase)
         if not isinstance(ph, dict):
             continue

@@ -1,10 +1,14 @@
 """Athena benchmarks: ``python -m bench.run`` (``make bench``; ``make bench-peers`` adds n8n).
 
-    python -m bench.run                               # scenarios 1-7 on SQLite, 1,2,3,7 on PostgreSQL
+    python -m bench.run                               # scenarios 1-8 on SQLite, 1,2,3,7 on PostgreSQL
     python -m bench.run --scenarios 1,2,3 --db sqlite
     python -m bench.run --quick --scenarios 1,2 --db sqlite   # smoke run (seconds)
     python -m bench.run --peers                       # scenarios 1-3: Athena (SQLite) and n8n, ratios
     python -m bench.run --profile-only                # only the py-spy profiles of scenarios 2/3
+    python -m bench.run --scenarios 8 --db sqlite     # the queued path with I/O (issue 16)
+    python -m bench.run --scenarios 8 --peers --n8n-config legacy   # ... side by side with n8n
+    python -m bench.run --scenarios 8 --db sqlite --profile  # + Redis/SQL counts and py-spy of io1
+    python -m bench.run --scenarios 8 --profile-only  # only those counts and profiles (~1 min)
     python -m bench.run --nice -10 --wait-quiet 120   # on a shared machine
 
 Each database gets its own isolated stack (bench/stack.py): SQLite + embedded Redis, or a fresh
@@ -24,12 +28,12 @@ from typing import Any
 
 from bench import report
 from bench.environment import machine, postgres_unavailable, versions
-from bench.orchestration import _guard, log, run_database, run_peers, run_profiles
+from bench.orchestration import _guard, log, run_database, run_peers, run_profiles, run_s8_profile
 from bench.scenarios.common import Settings, loadavg
 from bench.stack import DEFAULT_PG, DEFAULT_SERVER_REDIS, ROOT
 from bench.verdicts import verdicts
 
-ALL = (1, 2, 3, 4, 5, 6, 7)
+ALL = (1, 2, 3, 4, 5, 6, 7, 8)
 PG_DEFAULT_SCENARIOS = (1, 2, 3, 7)
 
 
@@ -37,18 +41,19 @@ PG_DEFAULT_SCENARIOS = (1, 2, 3, 7)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scenarios", default=None, help="comma list of 1-7 (default: all; with --peers: 1,2,3)")
+    p.add_argument("--scenarios", default=None, help="comma list of 1-8 (default: all; with --peers: 1,2,3)")
     p.add_argument("--db", choices=("sqlite", "postgres", "both"), default=None,
                    help="default: both (PostgreSQL is skipped with a message when unreachable); with --peers: sqlite")
     p.add_argument("--pg-scenarios", default=",".join(map(str, PG_DEFAULT_SCENARIOS)),
                    help="scenarios that also run on PostgreSQL when --db both (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="short smoke run (few requests, 2 s levels)")
-    p.add_argument("--peers", action="store_true", help="also run scenarios 1-3 against n8n (/tmp/n8n)")
+    p.add_argument("--peers", action="store_true", help="also run scenarios 1-3 (and 8) against n8n (/tmp/n8n)")
     p.add_argument("--install-peers", action="store_true", help="install n8n first if /tmp/n8n is missing (~4 min)")
     p.add_argument("--n8n-config", choices=("default", "legacy", "both"), default="default",
                    help="n8n expression engine: its default (vm), legacy, or both")
     p.add_argument("--profile", dest="profile", action="store_true", default=None,
-                   help="also record py-spy profiles of scenarios 2 and 3 (about 1 min more)")
+                   help="also record py-spy profiles of scenarios 2 and 3 (about 1 min more); with "
+                        "scenario 8: its Redis/SQL counts per execution and py-spy of io1 (own stack)")
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--profile-only", action="store_true", help="only the profiles")
     p.add_argument("--profile-seconds", type=float, default=20.0)
@@ -159,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                 report.write_json(out_path, result)  # partial results survive a later failure
     if args.peers:
         result["peers"] = run_peers(settings, args, result)
-    if (args.profile or args.profile_only) and (args.profile_only or {2, 3} & set(scenarios)):
+    # --profile: the profiles of the selected scenarios among 2, 3 and 8; --profile-only: the same
+    # without the measurements (--profile-only --scenarios 8: only scenario 8's counts and profile)
+    profiling = args.profile or args.profile_only
+    if profiling and ({2, 3} & set(scenarios) or (args.profile_only and 8 not in scenarios)):
         result["profile"] = _guard(lambda: run_profiles(settings, args))
+    if profiling and 8 in scenarios:
+        result["profile_s8"] = _guard(lambda: run_s8_profile(settings, args))
     result["verdicts"] = verdicts(result)
     result["meta"]["seconds"] = round(time.monotonic() - t0, 1)
     result["meta"]["loadavg_at_end"] = loadavg()

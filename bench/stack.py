@@ -77,6 +77,7 @@ class Stack:
     redis_db: int = 12
     extra_env: dict[str, str] = field(default_factory=dict)
     keep_instance: bool = False        # keep the instance dir (database, logs) after stop
+    count_sql: bool = False            # load bench/sqlcount (SQL statements per process, bench.counts)
 
     def __post_init__(self) -> None:
         self.instance: Path | None = None
@@ -91,6 +92,7 @@ class Stack:
         self.workspace_uuid = ""
         self.queue = f"athena-bench-{os.getpid()}-{secrets.token_hex(3)}"
         self.started = False
+        self.sql_count_dir: Path | None = None
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -115,6 +117,8 @@ class Stack:
         TMP_ROOT.mkdir(parents=True, exist_ok=True)
         ACTIVE.add(self)
         self.instance = Path(tempfile.mkdtemp(prefix=f"{self.label}-{self.db}-", dir=TMP_ROOT))
+        if self.count_sql:
+            self.sql_count_dir = self.instance / "sqlcount"
         try:
             self._start_redis()
             self._create_database()
@@ -176,6 +180,10 @@ class Stack:
             # scenarios 1-3 into 429s: benchmarks measure the engine, not the limiter.
             "ATHENA_WEBHOOK_RATE_LIMIT": "0",
         })
+        if self.sql_count_dir is not None:  # bench-only: bench/sqlcount/sitecustomize.py counts statements
+            env["ATHENA_BENCH_SQL_COUNT_DIR"] = str(self.sql_count_dir)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "bench" / "sqlcount"),
+                                                            env.get("PYTHONPATH", "")) if p)
         env.update(self.extra_env)
         return env
 

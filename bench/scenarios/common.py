@@ -40,6 +40,12 @@ class Settings:
     s6_executions: int = 100_000
     s6_workflows: int = 50
     s6_requests: int = 10           # per repetition and query
+    s8_requests: int = 100          # per repetition and workflow, sequential ?wait=true
+    s8_seconds: float = 20.0        # per closed-loop level
+    s8_clients: tuple[int, ...] = (1, 8, 64)
+    s8_workers: tuple[int, ...] = (1, 2)
+    s8_peer_clients: tuple[int, ...] = (1, 8)
+    s8_count_executions: int = 200  # sequential io1 executions whose Redis commands (and SQL) are counted
     request_timeout: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -48,7 +54,7 @@ class Settings:
         return cls(reps=2, warmup=5, s1_requests=20, s1_ws_requests=10, s2_requests=8, s2_engine_samples=4,
                    s3_seconds=2.0, s3_windows=2, s3_clients=(1, 4), s3_workers=(1, 2), s4_clients=(1, 10),
                    s4_executions=8, s5_stops=2, s5_slow_header_stops=1, s6_executions=2_000, s6_workflows=5,
-                   s6_requests=5)
+                   s6_requests=5, s8_requests=20, s8_seconds=2.0, s8_clients=(1, 8), s8_count_executions=20)
 
 
 @dataclass

@@ -81,7 +81,7 @@ class FinishWatcher(threading.Thread):
             return self.finished.pop(uuid, None)
 
 
-def _via_websocket(ctx: Ctx, wf: str, wait: bool) -> tuple[dict[str, Any], int]:
+def _via_websocket(ctx: Ctx, wf: str, wait: bool, label: str = "s1") -> tuple[dict[str, Any], int]:
     """Trigger (``?wait=true`` or not) and time until that execution's ``execution.finished``
     arrives on the already open workspace socket (read by a background thread, so the receipt
     time does not wait for the HTTP answer)."""
@@ -115,7 +115,7 @@ def _via_websocket(ctx: Ctx, wf: str, wait: bool) -> tuple[dict[str, Any], int]:
                     continue
                 values.append((got[0] - t0) * 1000)
             reps.append(values)
-            ctx.log(f"  s1 ws ({'wait=true' if wait else 'queued'}) rep {rep + 1}: "
+            ctx.log(f"  {label} ws ({'wait=true' if wait else 'queued'}) rep {rep + 1}: "
                     f"p50 {statistics.median(values) if values else float('nan'):.2f} ms")
     finally:
         watcher.running = False
