@@ -69,8 +69,10 @@ WEBHOOK = f"POST {API}/workflows/{{uuid}}/webhook"
 WAIT_AT_MOST = 1.0
 NO_MODEL = "needs a language model"
 WORLD_MODEL_URL = "http://127.0.0.1:9/v1"
-# "The model server at http://127.0.0.1:<port>/v1 is unreachable (...)": a loopback one, not running
-UNREACHABLE = re.compile(r"^The model server at http://127\.0\.0\.1:\d+/v1 is unreachable ")
+# "The model server at <base URL> is unreachable (...)": a loopback one not running, or an
+# example host of an account the run stored unchecked (it has no model server behind it)
+UNREACHABLE = re.compile(r"^The model server at https?://\S+ is unreachable ")
+UNSENDABLE = "The credentials cannot be sent to the provider"
 ACCOUNT_WRITES = (f"POST {API}/accounts", f"PUT {API}/accounts/{{uuid}}")
 NO_MOVE = (f"PUT {API}/accounts/{{uuid}}", f"PUT {API}/providers/{{uuid}}")
 GRAPH_OPERATIONS = (f"POST {API}/workflows", f"PUT {API}/workflows/{{uuid}}")
@@ -280,6 +282,9 @@ def excuse(failure: Failure, label: str, status: int, answer: Any, body: Any) ->
     if isinstance(failure, ServerError) and label == GENERATE and status == 503 and isinstance(answer, dict) \
             and UNREACHABLE.match(str(answer.get("message"))):
         return "generation on an account whose server is not running"
+    if isinstance(failure, RejectedPositiveData) and label == GENERATE and status == 422 \
+            and isinstance(answer, dict) and str(answer.get("message")).startswith(UNSENDABLE):
+        return "generation on an account stored unchecked with credentials no HTTP header can carry"
     if isinstance(failure, RejectedPositiveData) and label in ACCOUNT_WRITES and status == 422 \
             and isinstance(answer, dict) and _only_about(answer.get("errors"), "credentials"):
         return "credentials the provider check refuses"
